@@ -1,0 +1,177 @@
+"""The contracts between stages, as files on disk.
+
+A run directory (written by ``edgeclf train``) holds::
+
+    model.keras      the float Keras model: uint8 RGB in (H, W, 3), per-class probabilities out
+    edgeclf.json     the manifest below
+    splits.json      the exact train/validation/test file lists with sha256 (see Splits)
+    labels.txt       one class name per line, in output order
+    history.json     per-epoch metrics of both phases
+    *.png            learning curves, confusion matrix
+
+``export`` reads all of them; the runtime only needs a .tflite (labels and input contract embedded) or, failing that,
+a labels file or a sibling edgeclf.json. This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .fsutil import atomic_write_json
+
+MANIFEST_FILE = "edgeclf.json"
+SPLITS_FILE = "splits.json"
+LABELS_FILE = "labels.txt"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+MANIFEST_FORMAT = "edgeclf.run/1"
+SPLITS_FORMAT = "edgeclf.splits/1"
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class InputContract:
+    """What every edgeclf model takes: uint8 RGB of this size, resized (squashed, bilinear) by
+    ``edgeclf.runtime.preprocess``. Scaling to [-1, 1] happens inside the model graph, so nobody outside needs
+    ``mean``/``std``; they are recorded for other consumers (TFLite metadata: (x - mean) / std)."""
+
+    height: int
+    width: int
+    channels: int = 3
+    dtype: str = "uint8"
+    color: str = "RGB"
+    resize: str = "bilinear"
+    mean: float = 127.5
+    std: float = 127.5
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), the order Pillow uses."""
+        return (self.width, self.height)
+
+
+@dataclass
+class Manifest:
+    labels: list[str]
+    input: InputContract
+    base_model: dict[str, Any] = field(default_factory=dict)  # {"name": "MobileNetV2", "alpha": 1.0, "weights": ...}
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)  # {"source", "root", "fingerprint", "counts", "skipped"}
+    versions: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # {"test": {"accuracy", "per_class", "confusion"}, ...}
+    created: str = ""
+    format: str = MANIFEST_FORMAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = MANIFEST_FILE) -> "Manifest":
+        try:
+            if data.get("format") != MANIFEST_FORMAT:
+                raise KeyError("format")
+            data = dict(data)
+            data["input"] = InputContract(**data["input"])
+            labels = data["labels"]
+            if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+                raise KeyError("labels")
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{source} is not a valid edgeclf manifest (bad or missing {exc})",
+                             "re-run edgeclf train or restore the file") from None
+
+    def save(self, run_dir: str | Path) -> Path:
+        return atomic_write_json(Path(run_dir) / MANIFEST_FILE, self.to_dict())
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    """Read a JSON file or fail with a one-line error that names it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} not found", "is this an edgeclf run directory?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: {what} is unreadable or corrupt ({exc.__class__.__name__})",
+                         "restore it or re-run edgeclf train") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: {what} is corrupt (not a JSON object)", "restore it or re-run edgeclf train")
+    return data
+
+
+def load_manifest(run_dir: str | Path) -> Manifest:
+    path = Path(run_dir) / MANIFEST_FILE
+    return Manifest.from_dict(read_json(path, "manifest"), source=str(path))
+
+
+@dataclass
+class SplitEntry:
+    path: str  # relative to Splits.root, POSIX separators
+    label: str
+    sha256: str
+
+
+@dataclass
+class Splits:
+    """The train/validation/test file lists decided once by ``train`` (principle 2)."""
+
+    root: str  # absolute dataset root at training time
+    seed: int
+    labels: list[str]
+    splits: dict[str, list[SplitEntry]]
+    strategy: str = ""  # how the splits were made, e.g. "folders:train,validation; test carved from validation"
+    fingerprint: str = ""  # sha256 over every (split, path, label, sha256), identifies the dataset exactly
+    format: str = SPLITS_FORMAT
+
+    def files(self, split: str) -> list[SplitEntry]:
+        return self.splits.get(split, [])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = SPLITS_FILE) -> "Splits":
+        try:
+            if data.get("format") != SPLITS_FORMAT:
+                raise KeyError("format")
+            data = dict(data)
+            data["splits"] = {name: [SplitEntry(**e) for e in entries] for name, entries in data["splits"].items()}
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{source} is not a valid edgeclf splits file (bad or missing {exc})",
+                             "re-run edgeclf train or restore the file") from None
+
+    def compute_fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.splits):
+            for e in self.splits[name]:
+                h.update(f"{name}\0{e.path}\0{e.label}\0{e.sha256}\n".encode())
+        return h.hexdigest()
+
+    def save(self, run_dir: str | Path) -> Path:
+        return atomic_write_json(Path(run_dir) / SPLITS_FILE, self.to_dict())
+
+
+def load_splits(run_dir: str | Path) -> Splits:
+    path = Path(run_dir) / SPLITS_FILE
+    return Splits.from_dict(read_json(path, "splits file"), source=str(path))
+
+
+def read_labels_file(path: str | Path) -> list[str]:
+    """labels.txt: one class per line, blank lines ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read labels file ({exc.__class__.__name__})",
+                         "pass a text file with one class name per line") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise UsageError(f"{path}: labels file is empty", "pass a text file with one class name per line")
+    return labels

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-command developer set-up: a fresh .venv with edgeclf (editable) and every extra the tests need,
+# plus Debian's Chromium for the browser test of `edgeclf camera --serve` (installed only when missing and root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[train,camera,test]"
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "note: could not install chromium; the browser test of 'edgeclf camera --serve' will not run" >&2
+fi
+echo "ready: run the tests with  .venv/bin/python -m pytest"
