@@ -1,9 +1,117 @@
-"""`edgeclf train` (placeholder until its stage lands)."""
+"""`edgeclf train`: fine-tune MobileNetV2 on a folder of labelled photos and write a run directory."""
+
+from __future__ import annotations
 
 import click
 
+from edgeclf.console import emit_json, format_table, note
+from edgeclf.errors import MissingDependencyError
+
+from edgeclf.train.options import TrainOptions  # dataclass only: importing it needs no TensorFlow
+
+D = TrainOptions()
+
 
 @click.command("train")
-def command() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("edgeclf train is not implemented yet")
+@click.option("--data", default=D.data, show_default=True, metavar="DIR|cats_vs_dogs",
+              help="Folder of class sub-folders (or train/ validation/ test/ folders of them), or cats_vs_dogs to "
+                   "download the TensorFlow tutorial dataset once into Keras's cache.")
+@click.option("--data-url", default=None, metavar="URL",
+              help="Mirror for --data cats_vs_dogs (also env EDGECLF_CATS_DOGS_URL).")
+@click.option("--out", "-o", default=None, metavar="DIR", help="Run directory to create.  [default: runs/<data name>]")
+@click.option("--force", is_flag=True, help="Replace an existing run directory (only once the new one is complete).")
+@click.option("--resume", default=None, metavar="RUN_DIR",
+              help="Continue an interrupted run (its --out); all other training options come from that run.")
+@click.option("--alpha", type=float, default=D.alpha, show_default=True,
+              help="MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")
+@click.option("--image-size", type=int, default=D.image_size, show_default=True,
+              help="Square input size in pixels (96..224).")
+@click.option("--weights", default=D.weights, show_default=True, metavar="imagenet|none|PATH",
+              help="Base weights: imagenet (Keras download cache), none (random), or a no-top .h5 weights file.")
+@click.option("--epochs", type=int, default=D.epochs, show_default=True,
+              help="Phase 1 epochs (base frozen, head trains).")
+@click.option("--lr", type=float, default=D.lr, show_default=True, help="Phase 1 learning rate (Adam).")
+@click.option("--fine-tune-at", type=int, default=D.fine_tune_at, show_default=True,
+              help="Phase 2 unfreezes base layers from this index on (BatchNorm stays frozen).")
+@click.option("--fine-tune-epochs", type=int, default=D.fine_tune_epochs, show_default=True,
+              help="Phase 2 epochs (0 skips fine-tuning).")
+@click.option("--fine-tune-lr", type=float, default=D.fine_tune_lr, show_default=True,
+              help="Phase 2 learning rate (Adam).")
+@click.option("--batch-size", type=int, default=D.batch_size, show_default=True)
+@click.option("--dropout", type=float, default=D.dropout, show_default=True, help="Dropout before the head.")
+@click.option("--no-augment", is_flag=True, help="Turn off random flip/rotation/zoom of training images.")
+@click.option("--patience", type=int, default=D.patience, show_default=True,
+              help="Early stopping: epochs without validation-loss improvement (0 = off); best weights restored.")
+@click.option("--seed", type=int, default=D.seed, show_default=True,
+              help="Seed for the splits, shuffling, augmentation and initialisation.")
+@click.option("--val-fraction", type=float, default=D.val_fraction, show_default=True,
+              help="Validation share carved per class from a flat folder (or train/ when validation/ is missing).")
+@click.option("--test-fraction", type=float, default=D.test_fraction, show_default=True,
+              help="Test share carved per class from a flat folder (or train/ alone).")
+@click.option("--cache", type=click.Choice(["auto", "memory", "disk"]), default=D.cache, show_default=True,
+              help="Where decoded images live: RAM, or a memory-mapped file in the run's staging folder (auto: disk "
+                   "above 2 GiB).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes; errors only.")
+def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, fine_tune_at,
+            fine_tune_epochs, fine_tune_lr, batch_size, dropout, no_augment, patience, seed, val_fraction,
+            test_fraction, cache, as_json, quiet) -> None:
+    """Fine-tune MobileNetV2 on labelled photos and write a run directory.
+
+    Phase 1 trains a new head on the frozen ImageNet base; phase 2 fine-tunes the top of the base at a lower
+    learning rate. Splits (train/validation/test) are decided once and recorded in splits.json; the final model is
+    evaluated on the test split and everything lands in OUT/: model.keras, edgeclf.json, splits.json, labels.txt,
+    history.json, learning_curves.png, confusion_matrix.png.
+
+    \b
+    Examples:
+      edgeclf train --out runs/catsdogs                          # download cats_vs_dogs, default recipe
+      edgeclf train --data photos/ --out runs/photos             # photos/<class>/*.jpg
+      edgeclf train --data ../shared/data/cats_and_dogs_filtered \\
+          --weights mobilenet_v2_..._1.0_224_no_top.h5 --out runs/offline   # no network
+      edgeclf train --data photos/ --alpha 0.35 --image-size 96 --out runs/tiny
+      edgeclf train --resume runs/photos                         # after Ctrl-C or a kill
+    """
+    try:
+        from edgeclf.train.run import train
+    except ImportError as exc:
+        missing = (getattr(exc, "name", None) or "").split(".")[0]
+        if missing in ("tensorflow", "keras", "matplotlib", "h5py") or "tensorflow" in str(exc).lower():
+            raise MissingDependencyError("edgeclf train", 'pip install "edgeclf[train]"') from None
+        raise
+    opts = TrainOptions(data=data, data_url=data_url, out=out, alpha=alpha, image_size=image_size, weights=weights,
+                        epochs=epochs, lr=lr, fine_tune_at=fine_tune_at, fine_tune_epochs=fine_tune_epochs,
+                        fine_tune_lr=fine_tune_lr, batch_size=batch_size, dropout=dropout, augment=not no_augment,
+                        patience=patience, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                        cache=cache)
+    summary = train(opts, force=force, resume=resume, quiet=quiet or as_json)
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        note(render_summary(summary))
+
+
+def render_summary(s: dict) -> str:
+    """The end-of-run table: splits, accuracy with its interval, per-class accuracy, time and memory."""
+    t = s["test"]
+    lo, hi = t["accuracy_ci95"]
+    rows = [["run directory", s["run_dir"]],
+            ["model", f"MobileNetV2 alpha {s['alpha']:g}, {s['image_size']} px, weights {s['weights']}"],
+            ["images (train/val/test)", "/".join(str(s["counts"].get(k, 0)) for k in ("train", "validation", "test"))],
+            ["skipped unreadable", len(s["skipped"])],
+            ["epochs (phase 1 + 2)", f"{s['epochs_run']['phase1']} + {s['epochs_run']['phase2']}"],
+            ["best epoch", f"phase {s['best_epoch']['phase']} epoch {s['best_epoch']['epoch']}" if s["best_epoch"]
+             else "-"],
+            ["validation accuracy", f"{s['validation']['accuracy']:.2%}"],
+            ["test accuracy", f"{t['accuracy']:.2%} ({t['correct']}/{t['n']}, 95% CI {lo:.1%}-{hi:.1%})"]]
+    rows += [[f"  {label}", "-" if acc is None else f"{acc:.2%}"] for label, acc in t["per_class"].items()]
+    tm = s["timings"]
+    rows += [["time (decode/phase 1/phase 2)", f"{tm['decode_s']:.0f} s / {tm['phase1_s']:.0f} s / "
+                                               f"{tm['phase2_s']:.0f} s (total {tm['total_s']:.0f} s)"],
+             ["peak memory", f"{s['peak_rss_mb']:.0f} MB"]]
+    text = format_table(rows, ["", ""], align="ll")
+    for item in s["skipped"][:10]:
+        text += f"\nskipped: {item['path']}: {item['reason']}"
+    if len(s["skipped"]) > 10:
+        text += f"\n... and {len(s['skipped']) - 10} more (see edgeclf.json)"
+    return text

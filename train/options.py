@@ -1,0 +1,39 @@
+"""Every option of ``edgeclf train`` with its default, in one TensorFlow-free place (the CLI reads the defaults from
+here, the run records them in edgeclf.json and in the checkpoint state that ``--resume`` reads back)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.15
+
+
+@dataclass
+class TrainOptions:
+    """Every knob of a run; recorded in edgeclf.json (hyperparameters) and in the checkpoint state for --resume."""
+
+    data: str = "cats_vs_dogs"
+    data_url: str | None = None
+    out: str | None = None
+    alpha: float = 1.0
+    image_size: int = 224
+    weights: str = "imagenet"
+    epochs: int = 3
+    lr: float = 1e-3
+    fine_tune_at: int = 100
+    fine_tune_epochs: int = 3
+    fine_tune_lr: float = 1e-5
+    batch_size: int = 32
+    dropout: float = 0.2
+    augment: bool = True
+    patience: int = 3
+    seed: int = 42
+    val_fraction: float = VAL_FRACTION
+    test_fraction: float = TEST_FRACTION
+    cache: str = "auto"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainOptions":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

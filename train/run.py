@@ -1,0 +1,269 @@
+"""``edgeclf train`` end to end: data → decoded cache → splits → two-phase fine-tuning → evaluation → run directory.
+
+The run is staged in ``<out>.partial/`` (checkpoints, state, decoded cache on disk when large) and renamed to
+``<out>`` only when every artifact is written, so a run directory is always whole; an existing one is only replaced
+with ``force``. A killed run leaves its ``.partial`` folder behind for :func:`train` with ``resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgeclf.console import note
+from edgeclf.errors import UsageError
+from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir, refuse_clobber, \
+    replace_dir
+from edgeclf.manifest import HISTORY_FILE, LABELS_FILE, MODEL_FILE, InputContract, Manifest, load_splits
+
+from . import download
+from .cache import decode_all
+from .dataset import discover
+from .evaluate import score
+from .fit import CHECKPOINT_DIR, TrainState, run_phases
+from .plots import CONFUSION_MATRIX, LEARNING_CURVES, plot_confusion, plot_learning_curves
+from .options import TrainOptions
+from .splits import make_splits
+
+CACHE_DIR = ".cache"
+PARTIAL_SUFFIX = ".partial"
+CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
+IMBALANCE_RATIO = 1.5  # class weights are used when the largest train class is this many times the smallest
+
+
+def default_out(data: str) -> Path:
+    return Path("runs") / (data if data in download.BUILTIN_DATASETS else Path(data).expanduser().resolve().name)
+
+
+def partial_dir(out: Path) -> Path:
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str | Path | None = None,
+          quiet: bool = False) -> dict:
+    """Train (or resume) a run and return its summary (what ``--json`` prints)."""
+    t_start = time.perf_counter()
+    if resume is not None:
+        out, staging, state = _open_resume(Path(resume))
+        opts = TrainOptions.from_dict(state["options"])
+        note(f"resuming {staging} (phase {state['phase']}, epoch {state['done'][str(state['phase'])]} done)",
+             quiet=quiet)
+    else:
+        opts = opts or TrainOptions()
+        _check_options(opts)
+        out = Path(opts.out).expanduser() if opts.out else default_out(opts.data)
+        opts.out = str(out)
+        refuse_clobber(out, force, "run directory")
+        staging = partial_dir(out)
+        if staging.exists():
+            if not force:
+                raise UsageError(f"{staging} holds an interrupted run",
+                                 f"continue it with --resume {out}, or pass --force to start over")
+            shutil.rmtree(staging)
+        check_writable_dir(staging)
+        state = TrainState(staging)
+        state["options"] = asdict(opts)
+
+    import keras
+
+    keras.utils.set_random_seed(opts.seed)
+
+    # Data: find, decode once, split.
+    with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
+        root = Path(state["data_root"]) if "data_root" in state.data else _data_root(opts)
+    state["data_root"] = str(root)
+    layout = discover(root)
+    listed = list(layout.files())
+    t0 = time.perf_counter()
+    cache = decode_all([p for _, _, p in listed], opts.image_size, cache_dir=staging / CACHE_DIR, quiet=quiet,
+                       mode=opts.cache)
+    decode_s = time.perf_counter() - t0
+    items = [(listed[i][0], listed[i][1], listed[i][2], sha) for i, sha in zip(cache.keep, cache.sha256)]
+    if cache.skipped:
+        note(f"skipped {len(cache.skipped)} unreadable image(s), listed in edgeclf.json (dataset.skipped)",
+             quiet=quiet)
+    splits, chosen = make_splits(layout.root, layout.labels, items, seed=opts.seed,
+                                 val_fraction=opts.val_fraction, test_fraction=opts.test_fraction)
+    if resume is not None:
+        recorded = load_splits(staging)
+        if recorded.fingerprint != splits.fingerprint:
+            raise UsageError(f"{root}: the dataset changed since this run started (splits differ from "
+                             f"{staging / 'splits.json'})", "restore the data, or start a new run with --force")
+    else:
+        splits.save(staging)
+        atomic_write_text(staging / LABELS_FILE, "\n".join(layout.labels) + "\n")
+    state.save()
+
+    labels = np.array([layout.labels.index(item[1]) for item in items], dtype=np.int32)
+    class_weight = _class_weights(labels[chosen["train"]], len(layout.labels))
+
+    # Model: fresh, or the last checkpoint of the interrupted run.
+    from .model import build_model, calibrate_batchnorm
+    from .pipeline import batches, predict
+
+    resumed = resume is not None and state.last_checkpoint.exists()
+    if resumed:
+        model = keras.models.load_model(state.last_checkpoint)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):
+            model = build_model(len(layout.labels), alpha=opts.alpha, image_size=opts.image_size,
+                                weights=opts.weights, dropout=opts.dropout)
+        if _weights_label(opts.weights) == "none":
+            rng = np.random.default_rng(opts.seed)
+            sample = np.sort(rng.permutation(chosen["train"])[:CALIBRATION_IMAGES])
+            calibrate_batchnorm(model, cache.pixels[sample])
+            state["batchnorm_calibration_images"] = int(len(sample))
+    train_ds = batches(cache.pixels, labels, chosen["train"], opts.batch_size, shuffle=True, augment=opts.augment,
+                       seed=opts.seed)
+    val_ds = batches(cache.pixels, labels, chosen["validation"], opts.batch_size)
+    steps = -(-len(chosen["train"]) // opts.batch_size)
+    try:
+        run_phases(model, state, train_ds=train_ds, val_ds=val_ds, steps=steps, opts=opts,
+                   class_weight=class_weight, resumed=resumed, quiet=quiet)
+    except KeyboardInterrupt:
+        note(f"interrupted: continue with  edgeclf train --resume {out}", quiet=False)
+        raise
+
+    # Evaluate the restored best model on validation and the untouched test split.
+    t0 = time.perf_counter()
+    metrics = {}
+    for split in ("validation", "test"):
+        probs = predict(model, cache.pixels, chosen[split], batch_size=max(opts.batch_size, 64))
+        metrics[split] = score(probs, labels[chosen[split]], layout.labels)
+    evaluate_s = time.perf_counter() - t0
+
+    # Artifacts.
+    with atomic_path(staging / MODEL_FILE) as tmp:
+        model.save(tmp)
+    history = state["history"]
+    atomic_write_json(staging / HISTORY_FILE, {"history": history, "best": state["best"]})
+    plot_learning_curves(history, staging / LEARNING_CURVES)
+    plot_confusion(metrics["test"]["confusion"], layout.labels, staging / CONFUSION_MATRIX)
+    timings = {"decode_s": round(decode_s, 2), "phase1_s": round(state["seconds"]["1"], 2),
+               "phase2_s": round(state["seconds"]["2"], 2), "evaluate_s": round(evaluate_s, 2),
+               "total_s": round(time.perf_counter() - t_start, 2)}
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    metrics["best_epoch"] = state["best"]
+    metrics["epochs_run"] = {"phase1": state["done"]["1"], "phase2": state["done"]["2"]}
+    metrics["early_stopped"] = {"phase1": state["stopped"]["1"], "phase2": state["stopped"]["2"]}
+    metrics["timings"] = timings
+    metrics["peak_rss_mb"] = peak_rss_mb
+    counts = {name: {lab: sum(1 for e in splits.files(name) if e.label == lab) for lab in layout.labels}
+              for name in splits.splits}
+    manifest = Manifest(
+        labels=list(layout.labels),
+        input=InputContract(height=opts.image_size, width=opts.image_size),
+        base_model={"name": "MobileNetV2", "alpha": opts.alpha, "weights": _weights_label(opts.weights),
+                    "include_top": False, "fine_tune_at": opts.fine_tune_at,
+                    "batchnorm_calibration_images": state.data.get("batchnorm_calibration_images")},
+        hyperparameters={**{k: v for k, v in asdict(opts).items() if k not in ("data", "data_url", "out")},
+                         "class_weight": {layout.labels[k]: v for k, v in class_weight.items()} if class_weight
+                         else None,
+                         "augmentation": _augmentation() if opts.augment else None,
+                         "optimizer": "adam", "loss": "sparse_categorical_crossentropy",
+                         "early_stopping": {"monitor": "val_loss", "patience": opts.patience,
+                                            "restore_best_weights": True}},
+        dataset={"source": opts.data if opts.data in download.BUILTIN_DATASETS else "folder",
+                 "url": download.dataset_url(opts.data_url) if opts.data in download.BUILTIN_DATASETS else None,
+                 "root": str(layout.root), "layout": layout.kind, "strategy": splits.strategy,
+                 "fingerprint": splits.fingerprint, "counts": counts, "images": len(cache),
+                 "skipped_count": len(cache.skipped), "skipped": cache.skipped},
+        versions=_versions(),
+        metrics=metrics,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    manifest.save(staging)
+
+    # Done: drop the scratch state, then make the run visible in one rename.
+    shutil.rmtree(staging / CHECKPOINT_DIR, ignore_errors=True)
+    del cache
+    shutil.rmtree(staging / CACHE_DIR, ignore_errors=True)
+    replace_dir(staging, out)
+    return {"run_dir": str(out), "labels": list(layout.labels), "image_size": opts.image_size, "alpha": opts.alpha,
+            "weights": _weights_label(opts.weights), "counts": {k: sum(v.values()) for k, v in counts.items()},
+            "skipped": manifest.dataset["skipped"], "test": _brief(metrics["test"]),
+            "validation": _brief(metrics["validation"]), "best_epoch": state["best"],
+            "epochs_run": metrics["epochs_run"], "timings": timings, "peak_rss_mb": peak_rss_mb}
+
+
+def _open_resume(resume: Path) -> tuple[Path, Path, TrainState]:
+    resume = resume.expanduser()
+    if resume.name.endswith(PARTIAL_SUFFIX):
+        staging, out = resume, resume.with_name(resume.name[: -len(PARTIAL_SUFFIX)])
+    else:
+        out, staging = resume, partial_dir(resume)
+    state = TrainState.load(staging) if staging.is_dir() else None
+    if state is None or "options" not in state.data:
+        if staging.is_dir():
+            raise UsageError(f"--resume {resume}: {staging} was interrupted before training started; nothing to resume",
+                             f"start again with --force --out {out}")
+        if (out / "edgeclf.json").exists():
+            raise UsageError(f"--resume {resume}: that run already finished", "start a new run with another --out")
+        raise UsageError(f"--resume {resume}: no interrupted run found (looked for {staging / CHECKPOINT_DIR})",
+                         "pass the --out of the interrupted run")
+    return out, staging, state
+
+
+def _check_options(opts: TrainOptions) -> None:
+    for name in ("epochs", "fine_tune_epochs"):
+        if getattr(opts, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
+    if opts.epochs + opts.fine_tune_epochs == 0:
+        raise UsageError("--epochs and --fine-tune-epochs are both 0: nothing to train", "set --epochs 1 or more")
+    if opts.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if not 0 <= opts.dropout < 1:
+        raise UsageError(f"--dropout {opts.dropout} must be in [0, 1)")
+    for name in ("lr", "fine_tune_lr"):
+        if getattr(opts, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+
+
+def _data_root(opts: TrainOptions) -> Path:
+    if opts.data in download.BUILTIN_DATASETS:
+        return download.fetch_cats_vs_dogs(opts.data_url)
+    return Path(opts.data).expanduser()
+
+
+def _class_weights(train_labels: np.ndarray, k: int) -> dict[int, float] | None:
+    counts = np.bincount(train_labels, minlength=k)
+    if counts.min() == 0 or counts.max() / counts.min() < IMBALANCE_RATIO:
+        return None
+    return {i: round(float(len(train_labels) / (k * c)), 6) for i, c in enumerate(counts)}
+
+
+def _weights_label(weights) -> str:
+    w = str(weights)
+    return w.lower() if w.lower() in ("imagenet", "none") else str(Path(w).expanduser().resolve())
+
+
+def _augmentation() -> dict:
+    from .pipeline import ROTATION, ZOOM
+
+    return {"flip": "horizontal", "rotation": ROTATION, "zoom": ZOOM}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("edgeclf", "tensorflow", "keras", "numpy", "pillow"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _brief(m: dict) -> dict:
+    return {k: m[k] for k in ("accuracy", "accuracy_ci95", "correct", "n", "per_class")}
+
