@@ -185,9 +185,10 @@ def baseline_training(record: Path | None, *, run: bool, data: Path, weights: Pa
         return None
     data_ = json.loads(record.read_text())
     weights_file = Path(data_.get("weights_file") or work / "keras-baseline" / "baseline.weights.h5")
-    if "edgeclf_test_split" not in data_ and (run_dir / "splits.json").is_file():
-        candidates = [weights_file, Path("/work/runs/keras-baseline-224/baseline.weights.h5")]
-        found = next((c for c in candidates if c.is_file()), None)
+    fingerprint = json.loads((run_dir / "splits.json").read_text()).get("fingerprint")
+    scored = data_.get("edgeclf_test_split") or {}
+    if scored.get("fingerprint") != fingerprint:  # never scored, or scored on another run's split
+        found = weights_file if weights_file.is_file() else None
         if found:
             log(f"scoring the baseline's weights ({found}) on edgeclf's test split")
             subprocess.run([sys.executable, "-m", BASELINE_SCRIPT, "--data", str(data), "--evaluate-only", str(found),
@@ -196,7 +197,8 @@ def baseline_training(record: Path | None, *, run: bool, data: Path, weights: Pa
             data_ = json.loads(record.read_text())
     return {"source": str(record), "test_accuracy": data_["test"]["accuracy"],
             "test_images": data_["test"].get("images_approx"),
-            "edgeclf_test_split_accuracy": _dig(data_, "edgeclf_test_split.accuracy"),
+            "edgeclf_test_split_accuracy": _dig(data_, "edgeclf_test_split.accuracy")
+            if _dig(data_, "edgeclf_test_split.fingerprint") == fingerprint else None,
             "edgeclf_test_split_images": _dig(data_, "edgeclf_test_split.images"),
             "wall_time_s": data_["wall_time_s"]["total"], "train_time_s": data_["wall_time_s"]["train_total"],
             "phase_times_s": data_["wall_time_s"], "peak_rss_mb": data_.get("peak_rss_mb"),
@@ -235,6 +237,7 @@ def summary_rows(sizes: dict[int, dict]) -> list[dict]:
                 "agreement_with_float32": a.get("agreement_with_first"),
                 "threads": {t: {"p50": r["invoke"]["p50"], "p90": r["invoke"]["p90"], "mean": r["invoke"]["mean"],
                                 "classifier_p50": r["classifier"]["p50"], "overhead_p50": r["overhead"]["p50"],
+                                "overhead_paired": r["overhead"]["paired"],
                                 "overhead_mean": r["overhead"]["mean"], "jpeg_p50": r["jpeg"]["p50"],
                                 "frame_p50": r["frame"]["p50"], "throughput_ips": r["throughput_ips"],
                                 "load_ms": r["load_ms"], "first_inference_ms": r["first_inference_ms"],
@@ -292,14 +295,23 @@ def render_markdown(report: dict) -> str:
     lines += ["## Reference 1: runtime overhead (Classifier on a ready frame vs bare `invoke()`)", "",
               "Same model, same thread count, same interpreter class, measured interleaved in blocks of "
               f"{report['config']['block']} calls. Target: under 5 %.", ""]
-    head = ["size", "format"] + [f"{t}T: invoke p50 / Classifier p50 ms (overhead)" for t in threads]
-    table = [[r["size"], r["format"]] + [
-        f"{_f(r['threads'][t]['p50'])} / {_f(r['threads'][t]['classifier_p50'])} "
-        f"({_f(r['threads'][t]['overhead_p50'], '+.1f', 100)} %)" for t in threads] for r in rows]
-    lines += [format_table(table, head, align="rl" + "r" * len(threads)), ""]
+    head = ["size", "format"]
+    for t in threads:
+        head += [f"{t}T invoke p50 ms", f"{t}T Classifier p50 ms", f"{t}T overhead (paired)"]
+    table = []
+    for r in rows:
+        row = [r["size"], r["format"]]
+        for t in threads:
+            tt = r["threads"][t]
+            row += [_f(tt["p50"]), _f(tt["classifier_p50"]), _f(tt.get("overhead_paired"), "+.1f", 100) + " %"]
+        table.append(row)
+    lines += [format_table(table, head, align="rl" + "r" * (3 * len(threads))), ""]
     ov = report["overhead_summary"]
-    lines += [f"Median overhead over all {ov['n']} measurements: {_f(ov['median'], '+.2f', 100)} % (p50-based); "
-              f"worst: {_f(ov['max'], '+.2f', 100)} % ({ov['worst']}).", ""]
+    lines += [f"Overhead = median over the {report['config']['runs'] // report['config']['block']} block pairs of "
+              "(Classifier block median / invoke block median) - 1. Median over all "
+              f"{ov['n']} measurements: {_f(ov['median'], '+.2f', 100)} %; worst: {_f(ov['max'], '+.2f', 100)} % "
+              f"({ov['worst']}). Per-thread-count medians: "
+              + ", ".join(f"{t}T {_f(v, '+.2f', 100)} %" for t, v in ov.get("by_threads", {}).items()) + ".", ""]
 
     lines += ["## Reference 2: end to end from a JPEG vs invoke-only (1 thread)", "",
               f"JPEG files: {report['jpegs']['files']} test images, mean {report['jpegs']['mean_megapixels']} MP "
@@ -341,6 +353,8 @@ def render_markdown(report: dict) -> str:
                       "from layer 100, augmentation in the model, test = 20 % of validation batches).", ""]
     else:
         lines += ["(not measured in this run)", ""]
+    if report.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     lines += ["## Raw data", "", f"Everything above, per model and thread count (load time, first inference, min/p99, "
               f"throughput, peak RSS, machine record): [{report['json']}]({report['json']}).", ""]
     return "\n".join(lines)
@@ -373,7 +387,7 @@ def _throttle(m):
     return "none" if t["ok"] else f"{t['raw']} ({', '.join(t['now'] + t['since_boot'])})"
 
 
-LABEL_OFFSETS = {"float32": (6, 5), "float16": (6, -11), "dynamic": (-58, 5), "int8": (-48, -11)}
+LABEL_OFFSETS = {"float32": (6, 5), "float16": (6, -11), "dynamic": (8, -3), "int8": (6, -11)}
 
 
 def plot(rows: list[dict], threads: list[int], path: Path, title: str) -> None:
@@ -416,6 +430,7 @@ def plot(rows: list[dict], threads: list[int], path: Path, title: str) -> None:
     all_x = [tt["p50"] for r in rows for tt in r["threads"].values() if tt["p50"]]
     if all_x and max(all_x) / min(all_x) > 20:  # e.g. a slow dynamic-range model: keep the fast ones readable
         ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the labels at the edges
     ax.set_xlabel("p50 latency per image, ms (interpreter invoke, batch 1)")
     ax.set_ylabel("test accuracy, %")
     ax.set_title(title, fontsize=10)
@@ -429,12 +444,14 @@ def plot(rows: list[dict], threads: list[int], path: Path, title: str) -> None:
 def overhead_summary(rows: list[dict]) -> dict:
     import numpy as np
 
-    values = [(tt["overhead_p50"], f"{r['format']} {r['size']} px {t}T") for r in rows
-              for t, tt in r["threads"].items() if tt["overhead_p50"] is not None]
+    values = [(tt["overhead_paired"], f"{r['format']} {r['size']} px {t}T", t) for r in rows
+              for t, tt in r["threads"].items() if tt.get("overhead_paired") is not None]
     if not values:
-        return {"n": 0, "median": None, "max": None, "worst": None}
+        return {"n": 0, "median": None, "max": None, "worst": None, "by_threads": {}}
     worst = max(values)
-    return {"n": len(values), "median": float(np.median([v for v, _ in values])), "max": worst[0], "worst": worst[1]}
+    by_threads = {t: float(np.median([v for v, _, tt in values if tt == t])) for t in sorted({v[2] for v in values})}
+    return {"n": len(values), "median": float(np.median([v for v, _, _ in values])), "max": worst[0],
+            "worst": worst[1], "by_threads": by_threads, "measure": "paired block ratio"}
 
 
 # ---- main --------------------------------------------------------------------------------------------------------
@@ -474,13 +491,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=REPO.parent / "shared/weights/"
                    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
     p.add_argument("--name", help="machine name for the results files (default: derived from the machine)")
+    p.add_argument("--note", action="append", default=[], help="a line for the report's Notes section (repeatable)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:
-        return _run(args, " ".join(["python -m benchmarks.suite"] + [str(a) for a in (argv or sys.argv[1:])]))
+        return _run(args, _command_line(argv if argv is not None else sys.argv[1:]))
     except EdgeclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _command_line(argv: list[str]) -> str:
+    """The command as typed, minus --note texts (they are in the Notes section already)."""
+    import shlex
+
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            shown.append(shlex.quote(str(a)))
+    return " ".join(["python -m benchmarks.suite"] + shown)
 
 
 def _run(args, command: str) -> int:
@@ -543,7 +576,7 @@ def _run(args, command: str) -> int:
         "jpegs": first["jpegs"], "summary": rows, "overhead_summary": overhead_summary(rows),
         "training": training, "float_reference": float_ref, "export_reports": reports,
         "bench": {str(s): b for s, b in sizes.items()},
-        "json": f"{stem}.json", "plot": f"{stem}.png",
+        "json": f"{stem}.json", "plot": f"{stem}.png", "notes": list(args.note),
     }
     try:
         plot(rows, args.threads, args.results / f"{stem}.png",
@@ -556,6 +589,19 @@ def _run(args, command: str) -> int:
     log(f"wrote {args.results / stem}.md, .json, .png")
     print(render_markdown(report))
     return 0
+
+
+def rerender(json_path: Path, notes: list[str]) -> None:
+    """Add notes to a finished results JSON and rewrite its .md and plot (no re-measuring)."""
+    report = json.loads(Path(json_path).read_text())
+    report["notes"] = list(report.get("notes") or []) + list(notes)
+    report["summary"] = [{**r, "threads": {int(t): v for t, v in r["threads"].items()}} for r in report["summary"]]
+    atomic_write_json(json_path, report)
+    atomic_write_text(Path(json_path).with_suffix(".md"), render_markdown(report))
+    if report.get("plot"):
+        m = report["machine"]
+        plot(report["summary"], report["config"]["threads"], Path(json_path).with_name(report["plot"]),
+             f"{report['dataset']} on {m.get('pi_model') or m['cpu_model']} ({m['cores']} cores)")
 
 
 def _dataset_name(run_dir: Path) -> str:

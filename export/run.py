@@ -50,6 +50,8 @@ class ExportOptions:
     # Test hook, not a CLI option: calibrate on these (N, H, W, 3) uint8 images instead of the training split, to
     # produce a genuinely degraded int8 model for the gate's tests. Recorded in the report as "override".
     calibration_images: Any = field(default=None, repr=False)
+    # Test hook: per-tensor int8 weights (a known way to wreck MobileNetV2's accuracy; see Converter.convert).
+    per_channel: bool = True
 
 
 def output_dir(opts: ExportOptions) -> Path:
@@ -117,7 +119,8 @@ def _export(opts, formats, run_dir, manifest, splits, labels, out, names, quiet)
     test = load_test_set(splits, labels, size, allow_changed=opts.allow_changed, quiet=quiet)
     reference_probs = keras_probabilities(model, test.images, quiet=quiet)
     reference = score(reference_probs, test.targets, labels)
-    reference.update(model=MODEL_FILE, size_bytes=keras_path.stat().st_size)
+    reference.update(model=MODEL_FILE, size_bytes=keras_path.stat().st_size,
+                     float32_weight_bytes=4 * int(model.count_params()))
 
     calibration = None
     if "int8" in formats and opts.calibration_images is not None:
@@ -135,7 +138,8 @@ def _export(opts, formats, run_dir, manifest, splits, labels, out, names, quiet)
         for fmt in formats:
             io_type = opts.io_type if fmt == "int8" else DEFAULT_IO
             note(f"converting {fmt}" + (f" (io {io_type})" if fmt == "int8" else "") + " ...", quiet=quiet)
-            flat = converter.convert(fmt, io_type=io_type, calibration=calibration.images if calibration else None)
+            flat = converter.convert(fmt, io_type=io_type, calibration=calibration.images if calibration else None,
+                                     per_channel=opts.per_channel)
             tensors = tensor_io(flat)
             contract = build_contract(
                 labels=labels, width=size[0], height=size[1], input_dtype=tensors["input"]["dtype"],

@@ -153,6 +153,9 @@ def test_measure_in_process_overhead_is_relative_to_the_bare_invoke_loop(bench_m
     r = measure(Task(bench_models["float32"], 1, BenchConfig(runs=20, warmup=2, isolate=False), [jpeg]))
     # stats in the record are rounded to 1 ns; the ratios were computed before rounding
     assert 1 + r["overhead"]["p50"] == pytest.approx(r["classifier"]["p50"] / r["invoke"]["p50"], rel=0.05)
+    ratios = r["overhead"]["block_ratios"]
+    assert len(ratios) == 2  # 20 runs in blocks of 10
+    assert r["overhead"]["paired"] == pytest.approx(float(np.median(ratios)) - 1, abs=1e-4)
     assert r["jpeg_vs_invoke"]["p50"] == pytest.approx(r["jpeg"]["p50"] / r["invoke"]["p50"], rel=1e-2)
     assert r["memory_mb"]["isolated"] is False
 

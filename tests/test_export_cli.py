@@ -52,6 +52,8 @@ def test_export_writes_models_and_reports_and_prints_a_table(run_copy):
     assert "model_int8.tflite" in result.stderr and "agreement" in result.stderr  # the table
     report = json.loads((out / "report.json").read_text())
     assert [m["format"] for m in report["models"]] == ["float16", "int8"]
+    assert report["models"][0]["size_ratio_to"] == "float32 weights"  # no float32 file to compare with
+    assert 0.45 < report["models"][0]["size_ratio"] < 0.6
     assert report["test_split"]["evaluated"] == len(load_splits(run_copy).files("test"))
     assert report["calibration"]["used"] == 8 and report["calibration"]["split"] == "train"
     md = (out / "report.md").read_text()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_runtime_models import tiny_models  # noqa: F401 (fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".venvs", "build", "dist", "*.egg-info", "__pycache__",
                                      ".pytest_cache", "runs", "*.pyc")
@@ -136,39 +138,56 @@ def measure(python: Path, model: Path, image: Path) -> dict:
     }
 
 
-def tiny_labelled_model(tmp: Path) -> tuple[Path, Path, str]:
+def tiny_labelled_model(tmp: Path, models: Path | None = None) -> tuple[Path, Path, str]:
     """A real converted model with embedded labels (from the runtime tests' builder) and an image of class 'blue'."""
     from tests.fixtures.images import synthetic_image
     from tests.test_runtime_models import _build, model_copy
 
-    models = tmp / "models"
-    models.mkdir()
-    _build(models)
+    if models is None:
+        models = tmp / "models"
+        models.mkdir()
+        _build(models)
     model = model_copy(models, "int8", tmp / "m")
     synthetic_image(1, 4242).save(tmp / "blue.png")
     return model, tmp / "blue.png", "blue"
 
 
 @pytest.mark.slow
-def test_runtime_wheel_installs_without_tensorflow_and_predicts(tmp_path):
+def test_runtime_wheel_installs_without_tensorflow_and_predicts(tmp_path, tiny_models):
     pytest.importorskip("build")
-    model, image, label = tiny_labelled_model(tmp_path)
+    model, image, label = tiny_labelled_model(tmp_path, tiny_models)
     wheel = build_wheel(tmp_path)
     python = fresh_venv(tmp_path / "venv", wheel)
     check_runtime_env(python, model, image, label)
 
 
 @pytest.mark.slow
-def test_runtime_works_with_numpy_1(tmp_path):
+def test_runtime_uses_tflite_runtime_where_ai_edge_litert_is_missing(tmp_path, tiny_models):
+    """What 32-bit Raspberry Pi OS gets: the standalone tflite-runtime (2.14, built for numpy 1.x), no ai-edge-litert."""
     pytest.importorskip("build")
-    model, image, label = tiny_labelled_model(tmp_path)
+    model, image, label = tiny_labelled_model(tmp_path, tiny_models)
+    wheel = build_wheel(tmp_path)
+    sh(sys.executable, "-m", "venv", tmp_path / "venv-tflite")
+    python = tmp_path / "venv-tflite" / "bin" / "python"
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    sh(*pip, "--no-deps", wheel)  # the wheel's markers pick ai-edge-litert on x86_64; install the Pi's set by hand
+    sh(*pip, "tflite-runtime==2.14.0", "numpy<2", "Pillow", "click", "tqdm", "flatbuffers")
+    info = check_runtime_env(python, model, image, label)
+    assert "ai-edge-litert" not in info["packages"]
+    assert info["backend"] == "tflite_runtime 2.14.0"
+
+
+@pytest.mark.slow
+def test_runtime_works_with_numpy_1(tmp_path, tiny_models):
+    pytest.importorskip("build")
+    model, image, label = tiny_labelled_model(tmp_path, tiny_models)
     wheel = build_wheel(tmp_path)
     python = fresh_venv(tmp_path / "venv-np1", wheel, "numpy<2")
     info = check_runtime_env(python, model, image, label)
     assert info["packages"]["numpy"].startswith("1.")
 
 
-def record(model: Path | None = None, image: Path | None = None) -> Path:
+def record(model: Path | None = None, image: Path | None = None, note: str = "") -> Path:
     """Measure and write benchmarks/results/runtime-install-<machine>-<date>.{json,md}."""
     import platform
 
@@ -208,6 +227,7 @@ def record(model: Path | None = None, image: Path | None = None) -> Path:
             "model": {"file": model.name, "bytes": model.stat().st_size, "input": list(clf.input_size),
                       "input_dtype": str(clf.input_dtype)},
             "image": image.name,
+            "note": note,
             "install_seconds_incl_download": round(install_s, 1),
             "tensorflow_installed": False,
             "packages": env["packages"],
@@ -237,7 +257,9 @@ def record(model: Path | None = None, image: Path | None = None) -> Path:
           f"{machine.get('cpu_model', '')} ({machine.get('cores', '?')} cores), Python "
           f"{machine.get('python', '')}, backend {result['backend']}. Model: `{model.name}` "
           f"({result['model']['bytes']} bytes, input {clf.input_size[0]}x{clf.input_size[1]} "
-          f"{clf.input_dtype}). Timings are medians of 7 fresh processes with a warm file cache.\n\n"
+          f"{clf.input_dtype}){'; ' + note if note else ''}. Timings are medians of 7 fresh processes with a warm "
+          f"file cache; load average at the end: {machine.get('load_average')} (other work shared the machine)."
+          "\n\n"
           + format_table(rows, ["measure", "value"], align="lr")
           + "\n\nLargest installed packages (MB):\n\n| package | MB |\n|---|---:|\n" + biggest
           + f"\n\nInstalled distributions: {', '.join(f'{k} {v}' for k, v in sorted(result['packages'].items()))}\n")
@@ -252,6 +274,7 @@ if __name__ == "__main__":  # pragma: no cover - measurement entry point
     parser.add_argument("--record", action="store_true", help="measure and write benchmarks/results")
     parser.add_argument("--model", type=Path, help="a .tflite with embedded labels (default: a tiny test model)")
     parser.add_argument("--image", type=Path, help="an image to classify (with --model)")
+    parser.add_argument("--note", default="", help="what the model is, for the results file")
     args = parser.parse_args()
     if args.record:
-        print(record(args.model, args.image))
+        print(record(args.model, args.image, args.note))

@@ -23,7 +23,9 @@ def suite_run(tmp_path, bench_models):  # noqa: F811
     run = tmp_path / "run"
     run.mkdir()
     test = [SplitEntry(str(p.relative_to(data)), p.parent.name, "") for p in sorted(data.rglob("*.jpg"))]
-    Splits(root=str(data), seed=0, labels=["cats", "dogs"], splits={"train": [], "validation": [], "test": test}).save(run)
+    splits = Splits(root=str(data), seed=0, labels=["cats", "dogs"], splits={"train": [], "validation": [], "test": test})
+    splits.fingerprint = splits.compute_fingerprint()
+    splits.save(run)
     Manifest(labels=["cats", "dogs"], input=InputContract(32, 32),
              metrics={"test": {"accuracy": 0.985, "n": 500}, "peak_rss_mb": 2345.0,
                       "timings": {"decode_s": 20.0, "phase1_s": 100.0, "phase2_s": 200.0, "total_s": 330.0}}).save(run)
@@ -37,11 +39,12 @@ def suite_run(tmp_path, bench_models):  # noqa: F811
     return run
 
 
-def baseline_record(path: Path) -> Path:
+def baseline_record(path: Path, run: Path) -> Path:
+    fingerprint = json.loads((run / "splits.json").read_text())["fingerprint"]
     path.write_text(json.dumps({
         "image_size": 224, "test": {"accuracy": 0.9739, "images_approx": 192},
         "wall_time_s": {"total": 1500.0, "train_total": 1400.0}, "peak_rss_mb": 3000.0,
-        "edgeclf_test_split": {"accuracy": 0.976, "images": 500}}))
+        "edgeclf_test_split": {"accuracy": 0.976, "images": 500, "fingerprint": fingerprint}}))
     return path
 
 
@@ -49,7 +52,7 @@ def test_suite_writes_markdown_json_and_plot(suite_run, tmp_path, capsys):
     results = tmp_path / "results"
     code = suite.main([str(suite_run), "--sizes", "32", "--threads", "1,2", "--exports", "--runs", "5",
                        "--warmup", "1", "--results", str(results), "--name", "testbox", "--quiet",
-                       "--baseline-result", str(baseline_record(tmp_path / "baseline.json"))])
+                       "--baseline-result", str(baseline_record(tmp_path / "baseline.json", suite_run))])
     assert code == 0
     stem = next(results.glob("testbox-*.json")).stem
     md = (results / f"{stem}.md").read_text()
@@ -76,6 +79,20 @@ def test_suite_writes_markdown_json_and_plot(suite_run, tmp_path, capsys):
     assert "5 min 30 s" in md and "25 min 0 s" in md and "BASELINE" in md and "97.60" in md
     assert "Wall-time ratio edgeclf / baseline: 0.22x" in md
     assert md in capsys.readouterr().out
+    suite.rerender(results / f"{stem}.json", ["baseline ran under a higher load"])
+    md2 = (results / f"{stem}.md").read_text()
+    assert "## Notes\n\n- baseline ran under a higher load" in md2
+    assert md2.replace("## Notes\n\n- baseline ran under a higher load\n\n", "") == md
+
+
+def test_baseline_scored_on_another_split_is_not_reported_as_ours(suite_run, tmp_path):
+    record = baseline_record(tmp_path / "baseline.json", suite_run)
+    data = json.loads(record.read_text())
+    data["edgeclf_test_split"]["fingerprint"] = "0" * 64  # some other run's test split
+    record.write_text(json.dumps(data))
+    out = suite.baseline_training(record, run=False, data=tmp_path, weights=tmp_path, work=tmp_path / "w",
+                                  run_dir=suite_run, log=lambda m: None)
+    assert out["test_accuracy"] == 0.9739 and out["edgeclf_test_split_accuracy"] is None
 
 
 def test_suite_without_training_comparison(suite_run, tmp_path):

@@ -91,6 +91,7 @@ def test_batchnorm_calibration_rescues_random_weights_from_vanishing_features():
     assert not base_of(model).trainable_weights  # still frozen for phase 1
 
 
+@pytest.mark.e2e
 def test_weights_file_is_loaded_into_the_base(imagenet_weights):
     model = build_model(2, alpha=1.0, image_size=96, weights=str(imagenet_weights))
     import h5py

@@ -19,10 +19,10 @@ class TrainOptions:
     alpha: float = 1.0
     image_size: int = 224
     weights: str = "imagenet"
-    epochs: int = 3
+    epochs: int = 5
     lr: float = 1e-3
     fine_tune_at: int = 100
-    fine_tune_epochs: int = 3
+    fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-5
     batch_size: int = 32
     dropout: float = 0.2

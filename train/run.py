@@ -1,4 +1,4 @@
-"""``edgeclf train`` end to end: data → decoded cache → splits → two-phase fine-tuning → evaluation → run directory.
+"""``edgeclf train`` end to end: data → decoded cache → splits → two-phase fine-tuning → evaluation → run dir.
 
 The run is staged in ``<out>.partial/`` (checkpoints, state, decoded cache on disk when large) and renamed to
 ``<out>`` only when every artifact is written, so a run directory is always whole; an existing one is only replaced
@@ -52,9 +52,11 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
           quiet: bool = False) -> dict:
     """Train (or resume) a run and return its summary (what ``--json`` prints)."""
     t_start = time.perf_counter()
+    state = None
     if resume is not None:
         out, staging, state = _open_resume(Path(resume))
         opts = TrainOptions.from_dict(state["options"])
+        root = Path(state["data_root"])
         note(f"resuming {staging} (phase {state['phase']}, epoch {state['done'][str(state['phase'])]} done)",
              quiet=quiet)
     else:
@@ -64,24 +66,51 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
         opts.out = str(out)
         refuse_clobber(out, force, "run directory")
         staging = partial_dir(out)
-        if staging.exists():
-            if not force:
-                raise UsageError(f"{staging} holds an interrupted run",
-                                 f"continue it with --resume {out}, or pass --force to start over")
+        if staging.exists() and not force:
+            raise UsageError(f"{staging} holds an interrupted run",
+                             f"continue it with --resume {out}, or pass --force to start over")
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
+            root = _data_root(opts)
+    layout = discover(root)
+
+    import keras
+
+    from .model import build_model
+
+    keras.utils.set_random_seed(opts.seed)
+    # The model before the data: a wrong --weights or a failed download fails before minutes of decoding.
+    resumed = state is not None and state.last_checkpoint.exists()
+    if resumed:
+        model = keras.models.load_model(state.last_checkpoint)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):
+            model = build_model(len(layout.labels), alpha=opts.alpha, image_size=opts.image_size,
+                                weights=opts.weights, dropout=opts.dropout)
+    if state is None:
+        if staging.exists():  # --force: the interrupted run is abandoned
             shutil.rmtree(staging)
         check_writable_dir(staging)
         state = TrainState(staging)
         state["options"] = asdict(opts)
+        state["data_root"] = str(root)
+    try:
+        return _train_staged(opts, model, layout, state, staging, out, resumed=resumed, resume=resume is not None,
+                             quiet=quiet, t_start=t_start)
+    except BaseException as exc:
+        if not state.last_checkpoint.exists():  # nothing worth resuming: leave no .partial behind
+            if resume is None:
+                shutil.rmtree(staging, ignore_errors=True)
+        elif isinstance(exc, KeyboardInterrupt):
+            note(f"interrupted: continue with  edgeclf train --resume {out}", quiet=False)
+        raise
 
-    import keras
 
-    keras.utils.set_random_seed(opts.seed)
+def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging: Path, out: Path, *,
+                  resumed: bool, resume: bool, quiet: bool, t_start: float) -> dict:
+    from .model import calibrate_batchnorm
+    from .pipeline import batches, predict
 
-    # Data: find, decode once, split.
-    with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
-        root = Path(state["data_root"]) if "data_root" in state.data else _data_root(opts)
-    state["data_root"] = str(root)
-    layout = discover(root)
+    # Data: decode once, split, record.
     listed = list(layout.files())
     t0 = time.perf_counter()
     cache = decode_all([p for _, _, p in listed], opts.image_size, cache_dir=staging / CACHE_DIR, quiet=quiet,
@@ -93,45 +122,29 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
              quiet=quiet)
     splits, chosen = make_splits(layout.root, layout.labels, items, seed=opts.seed,
                                  val_fraction=opts.val_fraction, test_fraction=opts.test_fraction)
-    if resume is not None:
+    if resume:
         recorded = load_splits(staging)
         if recorded.fingerprint != splits.fingerprint:
-            raise UsageError(f"{root}: the dataset changed since this run started (splits differ from "
+            raise UsageError(f"{layout.root}: the dataset changed since this run started (splits differ from "
                              f"{staging / 'splits.json'})", "restore the data, or start a new run with --force")
     else:
         splits.save(staging)
         atomic_write_text(staging / LABELS_FILE, "\n".join(layout.labels) + "\n")
     state.save()
-
     labels = np.array([layout.labels.index(item[1]) for item in items], dtype=np.int32)
     class_weight = _class_weights(labels[chosen["train"]], len(layout.labels))
 
-    # Model: fresh, or the last checkpoint of the interrupted run.
-    from .model import build_model, calibrate_batchnorm
-    from .pipeline import batches, predict
-
-    resumed = resume is not None and state.last_checkpoint.exists()
-    if resumed:
-        model = keras.models.load_model(state.last_checkpoint)
-    else:
-        with contextlib.redirect_stdout(sys.stderr):
-            model = build_model(len(layout.labels), alpha=opts.alpha, image_size=opts.image_size,
-                                weights=opts.weights, dropout=opts.dropout)
-        if _weights_label(opts.weights) == "none":
-            rng = np.random.default_rng(opts.seed)
-            sample = np.sort(rng.permutation(chosen["train"])[:CALIBRATION_IMAGES])
-            calibrate_batchnorm(model, cache.pixels[sample])
-            state["batchnorm_calibration_images"] = int(len(sample))
+    # Train both phases (checkpointing every epoch).
+    if not resumed and _weights_label(opts.weights) == "none":
+        sample = np.sort(np.random.default_rng(opts.seed).permutation(chosen["train"])[:CALIBRATION_IMAGES])
+        calibrate_batchnorm(model, cache.pixels[sample])
+        state["batchnorm_calibration_images"] = int(len(sample))
     train_ds = batches(cache.pixels, labels, chosen["train"], opts.batch_size, shuffle=True, augment=opts.augment,
                        seed=opts.seed)
     val_ds = batches(cache.pixels, labels, chosen["validation"], opts.batch_size)
     steps = -(-len(chosen["train"]) // opts.batch_size)
-    try:
-        run_phases(model, state, train_ds=train_ds, val_ds=val_ds, steps=steps, opts=opts,
-                   class_weight=class_weight, resumed=resumed, quiet=quiet)
-    except KeyboardInterrupt:
-        note(f"interrupted: continue with  edgeclf train --resume {out}", quiet=False)
-        raise
+    run_phases(model, state, train_ds=train_ds, val_ds=val_ds, steps=steps, opts=opts, class_weight=class_weight,
+               resumed=resumed, quiet=quiet)
 
     # Evaluate the restored best model on validation and the untouched test split.
     t0 = time.perf_counter()
@@ -143,7 +156,7 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
 
     # Artifacts.
     with atomic_path(staging / MODEL_FILE) as tmp:
-        model.save(tmp)
+        inference_copy(model).save(tmp)
     history = state["history"]
     atomic_write_json(staging / HISTORY_FILE, {"history": history, "best": state["best"]})
     plot_learning_curves(history, staging / LEARNING_CURVES)
@@ -193,6 +206,16 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
             "skipped": manifest.dataset["skipped"], "test": _brief(metrics["test"]),
             "validation": _brief(metrics["validation"]), "best_epoch": state["best"],
             "epochs_run": metrics["epochs_run"], "timings": timings, "peak_rss_mb": peak_rss_mb}
+
+
+def inference_copy(model):
+    """The trained model without its optimizer state and compile settings: model.keras is for inference and export
+    (9 MB instead of 24 MB at alpha 1.0), and loads without Keras warnings about uncompiled metrics."""
+    import keras
+
+    clean = keras.Model.from_config(model.get_config())  # a fresh, never-compiled model of the same graph
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def _open_resume(resume: Path) -> tuple[Path, Path, TrainState]:

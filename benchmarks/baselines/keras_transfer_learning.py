@@ -101,7 +101,8 @@ def evaluate_on_splits(tf, model, splits_path: Path, image_size: int, class_name
     logits = model.predict(ds, verbose=0).reshape(-1)
     predicted = (logits > 0).astype(int)
     correct = int(sum(int(p == y) for p, y in zip(predicted, labels)))
-    return {"splits": str(splits_path), "images": len(labels), "correct": correct,
+    return {"splits": str(splits_path), "fingerprint": splits.get("fingerprint"), "images": len(labels),
+            "correct": correct,
             "accuracy": correct / max(1, len(labels))}
 
 
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(args.out / "baseline.weights.h5"))
+        result["weights_file"] = str((args.out / "baseline.weights.h5").resolve())
     if args.splits:
         result["edgeclf_test_split"] = evaluate_on_splits(tf, model, args.splits, args.image_size, class_names)
     if args.result:

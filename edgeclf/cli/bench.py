@@ -104,7 +104,7 @@ def render_text(result: dict) -> str:
             r["name"], r["threads"], f"{r['size_bytes'] / 2**20:.2f}", f"{r['load_ms']:.0f}",
             f"{r['first_inference_ms']:.1f}", f"{r['invoke']['min']:.2f}", f"{r['invoke']['p50']:.2f}",
             f"{r['invoke']['p90']:.2f}", f"{r['invoke']['p99']:.2f}", f"{r['invoke']['mean']:.2f}",
-            f"{r['classifier']['p50']:.2f}", _pct(r["overhead"]["p50"]), f"{r['frame']['p50']:.2f}",
+            f"{r['classifier']['p50']:.2f}", _pct(r["overhead"]["paired"]), f"{r['frame']['p50']:.2f}",
             f"{r['jpeg']['p50']:.2f}", f"{r['throughput_ips']:.1f}", _mb(r["memory_mb"]["peak"]),
         ])
     table = format_table(rows, ["model", "thr", "MB", "load ms", "1st ms", "min", "p50", "p90", "p99", "mean",

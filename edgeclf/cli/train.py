@@ -109,7 +109,7 @@ def render_summary(s: dict) -> str:
     rows += [["time (decode/phase 1/phase 2)", f"{tm['decode_s']:.0f} s / {tm['phase1_s']:.0f} s / "
                                                f"{tm['phase2_s']:.0f} s (total {tm['total_s']:.0f} s)"],
              ["peak memory", f"{s['peak_rss_mb']:.0f} MB"]]
-    text = format_table(rows, ["", ""], align="ll")
+    text = format_table(rows, ["edgeclf train", "result"], align="ll")
     for item in s["skipped"][:10]:
         text += f"\nskipped: {item['path']}: {item['reason']}"
     if len(s["skipped"]) > 10:
