@@ -89,22 +89,10 @@ def test_split(run_dir: Path) -> list[tuple[str, str]]:
 
 
 def bench_size(models: dict[str, Path], items, threads, runs, warmup, quiet: bool) -> dict:
-    from edgeclf.console import progress
     from edgeclf.runtime.bench import BenchConfig, run_benchmark
 
-    bar = None
-
-    def start(total):
-        nonlocal bar
-        bar = progress(total=total, desc="bench", quiet=quiet, unit="inf")
-        return bar.update
-
-    try:
-        return run_benchmark([str(models[f]) for f in FORMATS], BenchConfig(threads=threads, runs=runs,
-                             warmup=warmup), eval_items=items, progress=start, images_note="test split (splits.json)")
-    finally:
-        if bar is not None:
-            bar.close()
+    return run_benchmark([str(models[f]) for f in FORMATS], BenchConfig(threads=threads, runs=runs, warmup=warmup),
+                         eval_items=items, quiet=quiet, images_note="test split (splits.json)")
 
 
 # ---- step 3: training comparison ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import click
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", quiet: bool = False,
              unit: str = "it"):
-    """A tqdm progress bar on stderr; silent when ``quiet`` or when stderr is not a terminal and no total is known."""
+    """A tqdm progress bar on stderr (never stdout, which may carry --json); silent when ``quiet``."""
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True,

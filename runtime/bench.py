@@ -456,10 +456,12 @@ def score(items: Sequence[tuple[str, str]], per_model: dict[str, list[str | None
 
 def run_benchmark(models: Sequence[str | os.PathLike], config: BenchConfig, *,
                   eval_items: Sequence[tuple[str, str]] | None = None, jpegs: Sequence[str] | None = None,
-                  progress: Callable[[int, int], Callable[[int], None]] | None = None, images_note: str = "") -> dict:
+                  quiet: bool = True, images_note: str = "") -> dict:
     """Benchmark ``models`` at every thread count in ``config``. ``eval_items`` (path, label) adds accuracy and
     agreement; ``jpegs`` are the files timed end to end (default: a sample of ``eval_items``, else a synthetic
-    640x480 JPEG). ``progress(total)`` returns a tick function."""
+    640x480 JPEG). A progress bar on stderr unless ``quiet``."""
+    from edgeclf.console import progress
+
     from .machine import machine_info
 
     infos = check_models([str(m) for m in models], config)
@@ -473,8 +475,8 @@ def run_benchmark(models: Sequence[str | os.PathLike], config: BenchConfig, *,
     with _jpegs_for(jpegs, eval_items, config.runs) as jpeg_list:
         tasks = [Task(info["model"], t, config, jpeg_list, eval_items if i == 0 else [])
                  for info in infos for i, t in enumerate(config.threads)]
-        tick = progress(sum(task_units(t) for t in tasks)) if progress else (lambda n: None)
-        records = [run_task(task, tick) for task in tasks]
+        with progress(total=sum(task_units(t) for t in tasks), desc="bench", quiet=quiet, unit="inf") as bar:
+            records = [run_task(task, bar.update) for task in tasks]
         jpeg_desc = _describe_jpegs(jpeg_list, bool(jpegs or eval_items))
     result = {
         "format": "edgeclf.bench/1",

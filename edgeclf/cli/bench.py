@@ -45,7 +45,7 @@ def command(models, images, threads, runs, warmup, labels, isolate, as_json, qui
       edgeclf bench runs/catsdogs/export/*.tflite --threads 1,2,4 --runs 200
       edgeclf bench model_int8.tflite model_float32.tflite --images photos/test/ --json > bench.json
     """
-    from edgeclf.console import emit_json, note, progress
+    from edgeclf.console import emit_json, note
     from edgeclf.errors import UsageError
     from edgeclf.runtime.bench import BenchConfig, labelled_images, run_benchmark
 
@@ -68,18 +68,7 @@ def command(models, images, threads, runs, warmup, labels, isolate, as_json, qui
         if empty:
             note(f"note: empty class folder(s) in {images}: {', '.join(empty)}", quiet=quiet)
 
-    bar = None
-
-    def start(total):
-        nonlocal bar
-        bar = progress(total=total, desc="bench", quiet=quiet, unit="inf")
-        return bar.update
-
-    try:
-        result = run_benchmark(models, config, eval_items=eval_items, progress=start, images_note=note_text)
-    finally:
-        if bar is not None:
-            bar.close()
+    result = run_benchmark(models, config, eval_items=eval_items, quiet=quiet, images_note=note_text)
     if as_json:
         emit_json(result)
         return
