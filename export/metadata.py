@@ -37,10 +37,10 @@ import numpy as np
 from edgeclf import __version__
 
 from . import _metadata_schema_fb as meta_fb
+from .pack import pack_model
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
-TFLITE_IDENTIFIER = b"TFL3"
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since metadata schema 1.0.0
 LABELS_NAME = "labels.txt"
 CONTRACT_NAME = "edgeclf.json"
@@ -153,7 +153,7 @@ def _metadata_flatbuffer(labels, spec: dict, *, name: str, description: str, aut
 
 def _with_metadata_buffer(model: bytes, metadata: bytes) -> bytes:
     """The TFLite flatbuffer with ``metadata`` stored as Model.metadata["TFLITE_METADATA"] (replacing any old one),
-    re-packed without whatever archive followed it."""
+    re-packed without whatever archive followed it (aligned and with shared vectors, see :mod:`.pack`)."""
     from tensorflow.lite.python import schema_py_generated as tfl_fb
 
     tree = tfl_fb.ModelT.InitFromObj(tfl_fb.Model.GetRootAsModel(model, 0))
@@ -171,9 +171,7 @@ def _with_metadata_buffer(model: bytes, metadata: bytes) -> bytes:
         entry.name = METADATA_NAME
         entry.buffer = len(tree.buffers) - 1
         tree.metadata.append(entry)
-    builder = flatbuffers.Builder(len(model) + len(metadata) + 1024)
-    builder.Finish(tree.Pack(builder), TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return pack_model(tree)
 
 
 def _text(value) -> str:
