@@ -26,7 +26,8 @@ from edgeclf.manifest import load_splits
 from edgeclf.runtime.classifier import Classifier
 from edgeclf.runtime.preprocess import load_image
 
-VENVS = Path(__file__).resolve().parents[1] / ".venvs"  # where tests/fixtures/models.py creates them
+from tests.fixtures.models import VENVS  # where the test suite creates the MediaPipe and tflite-runtime venvs
+
 
 
 def test_images(run_dir: Path, size: tuple[int, int]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Write a TFLite model tree back to bytes the way the converter would, and smaller.
 
-Re-packing through TensorFlow's generated object API (needed to add metadata) loses two things the converter did and
-misses one thing it could have done:
+Re-packing through TensorFlow's generated object API (needed to add metadata) loses one thing the converter did and
+misses one it could have done:
 
 * **16-byte aligned tensor data.** The schema declares ``Buffer.data`` with ``force_align: 16`` and interpreters read
   weights in place from the mapped file; the object API aligns a ``[ubyte]`` vector to 1 byte only.
@@ -16,7 +16,8 @@ from __future__ import annotations
 import flatbuffers
 import numpy as np
 
-TFLITE_IDENTIFIER = b"TFL3"
+from edgeclf.runtime.model_file import TFLITE_IDENTIFIER
+
 BUFFER_ALIGNMENT = 16  # schema.fbs: table Buffer { data:[ubyte] (force_align: 16); }
 SHARE_MAX_BYTES = 64 * 1024  # quantization parameters and shapes; weights are never equal, hashing them is waste
 
