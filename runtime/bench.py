@@ -36,6 +36,7 @@ import numpy as np
 
 from edgeclf.errors import EdgeclfError, ImageError, ModelError, UsageError
 
+from .machine import usable_cores
 from .stats import LatencyStats, agreement, overhead, ratio, wilson_interval
 
 FRAME_SIZE = (640, 480)  # (width, height) of the synthetic in-memory "camera" frame and JPEG
@@ -45,7 +46,7 @@ FORMATS = ("float32", "float16", "dynamic", "int8")
 
 @dataclass
 class BenchConfig:
-    threads: list[int] = field(default_factory=lambda: [1])
+    threads: list[int] = field(default_factory=lambda: [usable_cores()])
     runs: int = 100
     warmup: int = 10
     labels: str | None = None  # labels file overriding the models' own

@@ -19,7 +19,7 @@ import numpy as np
 from edgeclf.errors import ImageError, ModelError, UsageError
 from edgeclf.manifest import LABELS_FILE, MANIFEST_FILE, read_labels_file
 
-from .interpreter import load_interpreter
+from .interpreter import load_interpreter, resolve_threads
 from .model_file import ModelInfo, read_model_file, read_model_info
 from .preprocess import ImageSource, list_images, load_image
 
@@ -39,7 +39,7 @@ class Classifier:
 
     ``labels`` (a list, or the path of a labels.txt) overrides the labels embedded in the model; without either, a
     labels.txt or edgeclf.json beside the model (or in its parent run directory) is used.
-    ``num_threads`` is passed to the interpreter (None: its default).
+    ``num_threads`` is passed to the interpreter (None: every usable core; ``self.num_threads`` is the count used).
     """
 
     def __init__(self, model_path: str | os.PathLike, labels: Sequence[str] | str | os.PathLike | None = None,
@@ -47,8 +47,8 @@ class Classifier:
         self.model_path = Path(model_path)
         data = read_model_file(self.model_path)
         self.info: ModelInfo = read_model_info(data, self.model_path)
-        self._interpreter, self.backend = load_interpreter(self.model_path, num_threads, prefer=interpreter)
-        self.num_threads = num_threads
+        self.num_threads = resolve_threads(num_threads)
+        self._interpreter, self.backend = load_interpreter(self.model_path, self.num_threads, prefer=interpreter)
         self._bind_tensors()
         self.labels = self._resolve_labels(labels)
 

@@ -16,6 +16,8 @@ from importlib import metadata as importlib_metadata
 
 from edgeclf.errors import MissingDependencyError, ModelError, UsageError
 
+from .machine import usable_cores
+
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
             "tensorflow": "tensorflow"}
@@ -86,11 +88,21 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
+def resolve_threads(num_threads: int | None) -> int:
+    """The thread count to run with: ``None`` means every usable core. LiteRT's own default for None is
+    ``int(num_threads or 1)``, one thread, which would leave three of a Pi 4's four cores idle."""
+    if num_threads is None:
+        return usable_cores()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {num_threads!r}")
+    return num_threads
+
+
 def load_interpreter(model_path, num_threads: int | None = None, *, prefer: str | None = None,
                      model_content: bytes | None = None):
-    """(allocated interpreter, backend string). Any load failure becomes one ModelError line naming the file."""
-    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-        raise UsageError(f"--threads must be a positive integer, got {num_threads!r}")
+    """(allocated interpreter, backend string). ``num_threads=None``: every usable core. Any load failure becomes
+    one ModelError line naming the file."""
+    num_threads = resolve_threads(num_threads)
     interpreter_class, backend = find_interpreter(prefer)
     try:
         with warnings.catch_warnings(), _native_stderr_silenced():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 
-def _parse_threads(ctx, param, value: str) -> list[int]:
+def _parse_threads(ctx, param, value: str | None) -> list[int]:
+    if value is None:  # the default: every usable core, like predict and camera
+        from edgeclf.runtime.machine import usable_cores
+
+        return [usable_cores()]
     try:
         threads = [int(t) for t in value.split(",") if t.strip()]
     except ValueError:
@@ -20,8 +24,8 @@ def _parse_threads(ctx, param, value: str) -> list[int]:
 @click.option("--images", type=click.Path(path_type=str), metavar="DIR",
               help="Labelled folder (one sub-folder per class) for accuracy and top-1 agreement; its JPEGs are also "
                    "the end-to-end test files.")
-@click.option("--threads", default="1", show_default=True, callback=_parse_threads, metavar="N[,N...]",
-              help="Interpreter thread counts to measure, e.g. 1,2,4.")
+@click.option("--threads", default=None, callback=_parse_threads, metavar="N[,N...]",
+              help="Interpreter thread counts to measure, e.g. 1,2,4 (default: every usable core).")
 @click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1),
               help="Timed inferences per measurement.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0),

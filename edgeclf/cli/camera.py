@@ -14,7 +14,7 @@ import click
               help="Labels reported per frame.")
 @click.option("-t", "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help='Minimum top-1 score; below it the label is "unknown".')
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads (default: every usable core).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--fps-limit", type=click.FloatRange(min=0.1), default=None,
               help="Classify at most this many frames per second (saves power and heat).")

@@ -19,7 +19,7 @@ import click
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout: path,label,score[,label_1,score_1,...],error.")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="labels.txt for a model without embedded labels (overrides embedded ones).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads (default: its own).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads (default: every usable core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def command(model, paths, top_k, threshold, as_json, as_csv, labels_file, threads, quiet):
     """Classify images (files, or folders searched recursively) with MODEL (.tflite).
