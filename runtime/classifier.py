@@ -21,6 +21,7 @@ from edgeclf.manifest import LABELS_FILE, MANIFEST_FILE, read_labels_file
 
 from .interpreter import load_interpreter, resolve_threads
 from .model_file import ModelInfo, read_model_file, read_model_info
+from .prefetch import decode_ahead
 from .preprocess import ImageSource, list_images, load_image
 
 UNKNOWN = "unknown"
@@ -161,17 +162,16 @@ class Classifier:
         return preds
 
     def classify_many(self, paths: Iterable[str | os.PathLike], top_k: int | None = None,
-                      threshold: float | None = None) -> Iterator[tuple[Path, list[Prediction] | ImageError]]:
-        """(path, predictions) for every image in ``paths`` (folders are searched recursively); unreadable files yield
-        (path, ImageError) instead of stopping the batch."""
-        for path in expand_paths(paths):
-            if isinstance(path, ImageError):
-                yield Path(path.path), path
-                continue
-            try:
-                yield path, self.classify(path, top_k, threshold)
-            except ImageError as exc:
-                yield path, exc
+                      threshold: float | None = None, *, workers: int | None = None
+                      ) -> Iterator[tuple[Path, list[Prediction] | ImageError]]:
+        """(path, predictions) for every image in ``paths`` (folders are searched recursively), in order; unreadable
+        files yield (path, ImageError) instead of stopping the batch. The next images are decoded by ``workers``
+        threads while this one runs (see :mod:`.prefetch`; 0: no overlap)."""
+        for item, x in decode_ahead(expand_paths(paths), self.input_size, workers):
+            if isinstance(x, ImageError):
+                yield Path(x.path if isinstance(item, ImageError) else item), x
+            else:
+                yield Path(item), self.top(self.probabilities_from_input(x), top_k, threshold)
 
     def __repr__(self) -> str:
         w, h = self.input_size
@@ -179,10 +179,13 @@ class Classifier:
                 f"output {self.output_dtype}, {self.backend})")
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | ImageError]:
+def expand_paths(paths: Iterable[str | os.PathLike | ImageError]) -> Iterator[Path | ImageError]:
     """Files as given (whatever their extension) and image files under folders, recursively; a missing path yields an
-    ImageError so batch callers can report it with the unreadable files."""
+    ImageError so batch callers can report it with the unreadable files (ImageErrors given pass through)."""
     for p in paths:
+        if isinstance(p, ImageError):
+            yield p
+            continue
         p = Path(p)
         if p.is_dir():
             yield from list_images(p)

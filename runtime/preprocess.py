@@ -14,6 +14,7 @@ part of the path for every caller, so training and device always agree.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -47,14 +48,32 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
         return prepare_frame(source, size)
     if isinstance(source, Image.Image):
         return _finish(source, size)
+    with _decoding(source) as img:
+        if draft and img.format == "JPEG":
+            # Ask for at least the target size on each side; EXIF rotation may swap width and height later.
+            side = max(size)
+            img.draft("RGB", (side, side))
+        return _finish(img, size)
+
+
+def load_picture(source: ImageSource, max_side: int) -> np.ndarray:
+    """Decode ``source`` for people to look at: EXIF-oriented RGB with its own aspect ratio, shrunk (never enlarged)
+    to fit ``max_side``. The model never sees this; it gets :func:`load_image`."""
+    with _decoding(source) as img:
+        if img.format == "JPEG":
+            img.draft("RGB", (max_side, max_side))
+        img = to_rgb(ImageOps.exif_transpose(img))
+        img.thumbnail((max_side, max_side), RESAMPLE)
+        return np.asarray(img)
+
+
+@contextlib.contextmanager
+def _decoding(source):
+    """Open ``source`` with Pillow; anything unreadable becomes one ImageError naming the file."""
     name = _name_of(source)
     try:
         with _open(source) as img:
-            if draft and img.format == "JPEG":
-                # Ask for at least the target size on each side; EXIF rotation may swap width and height later.
-                side = max(size)
-                img.draft("RGB", (side, side))
-            return _finish(img, size)
+            yield img
     except ImageError:
         raise
     except FileNotFoundError:

@@ -1,12 +1,14 @@
 """`--serve`: a tiny web page with the live annotated feed, for a Pi with no screen. Standard library only.
 
-    /             the page (camera.html): MJPEG feed + label polled from /label
-    /stream.mjpg  multipart/x-mixed-replace JPEG stream (one part per new frame)
-    /frame.jpg    the latest annotated frame
-    /label        JSON: label, score, top_k, frame number, fps, per-stage latency
+    /             the page (camera.html): the MJPEG feed, top-k bars, threshold, FPS, per-stage latency and a
+                  rolling latency chart, polled from /label
+    /stream.mjpg  multipart/x-mixed-replace JPEG stream of the display frames (at most --stream-fps)
+    /frame.jpg    the latest frame as a JPEG
+    /label        JSON: label, score, top_k, threshold, frame number, fps, latency per stage (capture,
+                  preprocess, inference from the loop; encode from the encoder thread), display and input size
 
-Frames are annotated and JPEG-encoded lazily, once per frame and only when someone is watching, so serving costs the
-classification loop nothing while no browser is connected.
+The JPEGs are encoded by the feed's own thread, only while someone is watching and at a capped rate, so the
+classification loop never encodes and costs nothing extra while no browser is connected.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+
+import numpy as np
+from PIL import Image
 
 from edgeclf.errors import UsageError
 
 BOUNDARY = "edgeclfframe"
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_STREAM_FPS = 15.0
 
 
 def parse_bind(value: str) -> tuple[str, int]:
@@ -40,18 +47,29 @@ def parse_bind(value: str) -> tuple[str, int]:
 
 
 class LiveFeed:
-    """The latest frame and its classification, shared between the loop (writer) and HTTP handlers (readers)."""
+    """The latest frame and its classification, shared by the loop (writer), one encoder thread and the HTTP
+    handlers (readers).
 
-    def __init__(self, render, quality: int = 80):
-        self._render = render  # (frame, info) -> PIL image
+    ``publish`` only swaps a reference under a lock, so the classification loop never waits for JPEG encoding. The
+    encoder thread encodes the newest frame while someone waits for one, at most ``max_fps`` times a second (a
+    phone needs no more, and every encode takes CPU from the interpreter's threads); frames published in between
+    are simply not sent. Pillow releases the GIL while it encodes.
+    """
+
+    def __init__(self, max_fps: float = DEFAULT_STREAM_FPS, quality: int = 80):
+        self._interval = 1.0 / max_fps
         self._quality = quality
         self._cond = threading.Condition()
         self._seq = 0
         self._frame = None
         self._info: dict = {}
         self._jpeg: tuple[int, bytes] = (0, b"")
-        self._encode_lock = threading.Lock()
+        self._encode_ms: float | None = None
+        self._stream_fps = 0.0
+        self._waiting = 0
         self.closed = False
+        self._thread = threading.Thread(target=self._encode_forever, name="edgeclf-encode", daemon=True)
+        self._thread.start()
 
     def publish(self, frame, info: dict) -> None:
         with self._cond:
@@ -64,25 +82,62 @@ class LiveFeed:
             self.closed = True
             self._info = dict(self._info, finished=True)
             self._cond.notify_all()
+        self._thread.join(timeout=5)
 
     def info(self) -> dict:
+        """The newest frame's result, with the encoder's latency and the rate the page is being sent."""
         with self._cond:
-            return dict(self._info)
+            info = dict(self._info)
+            if "latency_ms" in info:
+                info["latency_ms"] = dict(info["latency_ms"], encode=self._encode_ms)
+            info["stream_fps"] = round(self._stream_fps, 2)
+            return info
 
     def wait_jpeg(self, after: int, timeout: float = 5.0) -> tuple[int, bytes] | None:
-        """The JPEG of the first frame newer than ``after`` (waiting for it); None on timeout or when closed."""
+        """(sequence, JPEG) of a frame newer than ``after``, waiting for the encoder; None on timeout or close."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._seq > after or self.closed, timeout):
-                return None
-            if self._seq <= after:
-                return None
-            seq, frame, info = self._seq, self._frame, self._info
-        with self._encode_lock:
-            if self._jpeg[0] != seq:
-                buf = io.BytesIO()
-                self._render(frame, info).save(buf, format="JPEG", quality=self._quality)
-                self._jpeg = (seq, buf.getvalue())
-            return self._jpeg
+            self._waiting += 1
+            self._cond.notify_all()
+            try:
+                ready = self._cond.wait_for(lambda: self._jpeg[0] > after or self.closed, timeout)
+                return self._jpeg if ready and self._jpeg[0] > after else None
+            finally:
+                self._waiting -= 1
+
+    def _next_frame(self, done: int):
+        """Block until someone waits and a frame newer than ``done`` exists; None once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed or (self._waiting and self._seq > done))
+            return None if self.closed else (self._seq, self._frame)
+
+    def _encode_forever(self) -> None:
+        done, last = 0, 0.0
+        while True:
+            if self._next_frame(done) is None:
+                return
+            pause = last + self._interval - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)  # the rate cap; the newest frame is taken after it
+            got = self._next_frame(done)
+            if got is None:
+                return
+            done, frame = got
+            start = time.perf_counter()
+            jpeg = encode_jpeg(frame, self._quality)
+            with self._cond:
+                self._encode_ms = round((time.perf_counter() - start) * 1000.0, 3)
+                if last:
+                    rate = 1.0 / max(start - last, 1e-6)
+                    self._stream_fps = rate if not self._stream_fps else self._stream_fps + 0.2 * (rate - self._stream_fps)
+                self._jpeg = (done, jpeg)
+                self._cond.notify_all()
+            last = start
+
+
+def encode_jpeg(frame, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def _page() -> bytes:

@@ -20,7 +20,7 @@ from PIL import Image
 from edgeclf.errors import UsageError
 from edgeclf.runtime.serve import BOUNDARY, parse_bind
 from tests.fixtures.images import synthetic_image
-from tests.test_runtime_models import LABELS, model_copy, tiny_models  # noqa: F401
+from tests.test_runtime_models import LABELS, SIZE, model_copy, tiny_models  # noqa: F401
 
 
 @pytest.fixture
@@ -32,7 +32,8 @@ def served(tiny_models, tmp_path):
     for i in range(6):
         synthetic_image(i % 3, 300 + i, (64, 48)).save(frames / f"{i}.png")
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(frames),
-                             "--loop", "--fps-limit", "15", "--max-frames", "3000", "--serve", "127.0.0.1:0"],
+                             "--loop", "--fps-limit", "15", "--max-frames", "3000", "--serve", "127.0.0.1:0",
+                             "--top-k", "3", "--threshold", "0.4"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = None
     deadline = time.time() + 60
@@ -74,11 +75,14 @@ def test_page_label_frame_and_mjpeg_stream_over_loopback(served):
         info = json.loads(get(served + "label")[2])
         time.sleep(0.1)
     assert info["label"] in LABELS + ["unknown"] and 0 <= info["score"] <= 1
-    assert set(info["latency_ms"]) == {"capture", "preprocess", "inference"} and info["frame"] >= 1
+    assert set(info["latency_ms"]) == {"capture", "preprocess", "inference", "encode"} and info["frame"] >= 1
+    assert [p["label"] for p in info["top_k"]] and len(info["top_k"]) == 3 and info["threshold"] == 0.4
+    assert info["display_size"] == [64, 48] and info["input_size"] == list(SIZE)
 
     status, ctype, jpeg = get(served + "frame.jpg")
     assert status == 200 and ctype == "image/jpeg"
-    assert Image.open(io.BytesIO(jpeg)).size[0] >= 480
+    assert Image.open(io.BytesIO(jpeg)).size == (64, 48)  # the photo as it is, not the 24x20 model input
+    assert json.loads(get(served + "label")[2])["latency_ms"]["encode"] > 0  # measured on the encoder thread
 
     with urllib.request.urlopen(served + "stream.mjpg", timeout=10) as r:
         assert r.headers.get("Content-Type") == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -100,7 +104,7 @@ def test_page_label_frame_and_mjpeg_stream_over_loopback(served):
     for part in parts:
         img = Image.open(io.BytesIO(part))
         img.load()
-        assert img.format == "JPEG" and img.mode == "RGB" and img.size[0] >= 480
+        assert img.format == "JPEG" and img.mode == "RGB" and img.size == (64, 48)
     later = json.loads(get(served + "label")[2])
     assert later["frame"] > info["frame"]  # the feed is live
 
@@ -119,29 +123,49 @@ def find_chromium():
     return None
 
 
-def test_page_shows_a_frame_and_a_label_in_headless_chromium(served, tmp_path):
+def test_page_shows_the_frame_top_k_bars_and_latency_in_headless_chromium(served, tmp_path):
     browser = find_chromium()
     if browser is None:
         message = "chromium is not installed (apt-get install -y chromium; scripts/setup-dev.sh does it)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
-    dom = ""
-    for _ in range(3):  # the first run of a fresh profile can be slow; the DOM must show both within a few tries
+    dom, seen = "", {}
+    for _ in range(3):  # the first run of a fresh profile can be slow; the DOM must show everything within a few tries
         proc = subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=4000", "--dump-dom", served],
             capture_output=True, text=True, timeout=120)
         dom = proc.stdout
-        width = re.search(r'id="frame" data-width="(\d+)" data-height="(\d+)"', dom)
-        label = re.search(r'<div id="label"[^>]*>([^<]*)</div>', dom)
-        if width and int(width.group(1)) > 0 and label and label.group(1).split(" ")[0] in LABELS + ["unknown"]:
+        seen = read_page(dom)
+        if seen["width"] and seen["bars"] and seen["latency"].get("encode") and seen["chart"] > 1:
             break
     else:
-        pytest.fail(f"no frame/label in the page DOM:\n{dom[-2000:]}")
-    assert int(width.group(1)) >= 480 and int(width.group(2)) > 0  # the browser decoded a JPEG from the stream
-    assert re.fullmatch(r"\S+ \d+%", label.group(1))
+        pytest.fail(f"the page DOM lacks the frame, bars, latency or chart: {seen}\n{dom[-2000:]}")
+    assert seen["width"] > SIZE[0] and seen["height"] > SIZE[1]  # the browser decoded the display frame, not the input
+    assert (seen["width"], seen["height"]) == (64, 48)
+    assert len(seen["bars"]) == 3 and {label for label, _ in seen["bars"]} == set(LABELS)
+    scores = [score for _, score in seen["bars"]]
+    assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 0.02
+    assert set(seen["latency"]) == {"capture", "preprocess", "inference", "encode"}
+    assert all(ms > 0 for ms in seen["latency"].values())
+    assert re.fullmatch(r"\S+ \d+%", seen["label"]) and "threshold: 0.4" in dom and seen["fps"] > 0
+
+
+def read_page(dom: str) -> dict:
+    """What a person would read off the page: frame size, label, top-k bars, latency per stage, FPS, chart."""
+    size = re.search(r'id="frame" data-width="(\d+)" data-height="(\d+)"', dom)
+    label = re.search(r'<div id="label"[^>]*>([^<]*)</div>', dom)
+    bars = re.findall(r'class="bar[^"]*" data-label="([^"]+)" data-score="([0-9.e-]+)"', dom)
+    latency = dict((stage, float(ms)) for stage, ms in
+                   re.findall(r'id="lat-(\w+)" data-ms="([0-9.]+)"', dom))
+    fps = re.search(r'<td id="fps">([0-9.]+)</td>', dom)
+    chart = re.search(r'id="chart"[^>]*data-samples="(\d+)"', dom)
+    return {"width": int(size.group(1)) if size else 0, "height": int(size.group(2)) if size else 0,
+            "label": label.group(1) if label else "", "bars": [(lb, float(sc)) for lb, sc in bars],
+            "latency": latency, "fps": float(fps.group(1)) if fps else 0.0,
+            "chart": int(chart.group(1)) if chart else 0}
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -17,7 +17,8 @@ from edgeclf.runtime import interpreter as interpreter_module
 from edgeclf.runtime.classifier import Classifier
 from edgeclf.runtime.machine import usable_cores
 from tests.fixtures.images import synthetic_image
-from tests.test_runtime_models import model_copy, tiny_models  # noqa: F401
+from tests.test_predict import model  # noqa: F401 (fixture: the tiny int8 model)
+from tests.test_runtime_models import tiny_models  # noqa: F401
 
 
 @pytest.fixture
@@ -38,11 +39,6 @@ def created(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(interpreter_module, "_import_backend", recording_import)
     return seen
-
-
-@pytest.fixture
-def model(tiny_models, tmp_path):
-    return model_copy(tiny_models, "int8", tmp_path / "model")
 
 
 @pytest.fixture

@@ -25,17 +25,21 @@ import click
                    "(0.0.0.0:8080 to reach it from another machine).")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Save the annotated stream to a video file (.avi or .mp4).")
+@click.option("--stream-fps", type=click.FloatRange(min=0.5), default=None,
+              help="Most frames per second the --serve page is sent (default 15; JPEG encoding runs beside the "
+                   "classification loop, not in it).")
 @click.option("--force", is_flag=True, help="Replace an existing --record file.")
 @click.option("--loop", "loop_source", is_flag=True, help="Replay a video file or folder forever.")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="labels.txt for a model without embedded labels.")
 @click.option("-q", "--quiet", is_flag=True, help="No status line or summary on stderr.")
 def command(model, source, top_k, threshold, threads, max_frames, fps_limit, headless, display, serve, record,
-            force, loop_source, labels_file, quiet):
+            stream_fps, force, loop_source, labels_file, quiet):
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.
 
     Ctrl-C stops cleanly and prints a summary: frames, mean/p50/p90 latency per stage (capture, preprocess,
-    inference) and FPS. With --headless the summary is also the last JSON line: {"summary": {...}}.
+    inference) and FPS. The --serve page shows the camera's picture (the Pi camera's 640x480 main stream, or the
+    file/folder frame as it is) with the top-k scores as bars, the threshold, FPS and per-stage latency. With --headless the summary is also the last JSON line: {"summary": {...}}.
 
     \b
     Examples:
@@ -49,70 +53,26 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     virtual environment with --system-site-packages so it is visible. Webcams and video files need OpenCV:
     pip install "edgeclf[camera]".
     """
-    import json
-    import signal
-    import sys
-
-    from edgeclf.console import note
+    from edgeclf.console import emit_json, note
     from edgeclf.fsutil import refuse_clobber
     from edgeclf.runtime.classifier import Classifier
-    from edgeclf.runtime.live import (DisplaySink, JsonLinesSink, RecordSink, ServeSink, StatusSink, run_live)
-    from edgeclf.runtime.sources import open_source
+    from edgeclf.runtime.live import LoopOptions, run_camera
+    from edgeclf.runtime.sinks import SinkOptions
 
     if record:
         refuse_clobber(record, force, "--record file")
     clf = Classifier(model, labels=labels_file, num_threads=threads)
-    src = open_source(source, clf.input_size)
-    sinks = []
-    try:
-        if headless:
-            sinks.append(JsonLinesSink())
-        elif not quiet:
-            sinks.append(StatusSink())
-        if display:
-            sinks.append(DisplaySink())
-        if record:
-            sinks.append(RecordSink(record, fps_limit or src.fps or 10.0))
-        if serve:
-            server_sink = ServeSink(serve)
-            sinks.append(server_sink)
-            where = server_sink.server.url
-            if server_sink.server.all_interfaces:
-                where += f"  (all interfaces: use this machine's address, port {server_sink.server.port})"
-            note(f"serving the live feed at {where}")
-    except BaseException:
-        for sink in sinks:
-            sink.close()
-        src.close()
-        raise
-    if not quiet:
-        note(f"{clf.model_path.name} ({clf.backend}, input {clf.input_size[0]}x{clf.input_size[1]} "
-             f"{clf.input_dtype}) on {src.name}; Ctrl-C to stop")
-
-    def _terminate(signum, frame):  # `kill` / systemd stop: same clean stop and summary as Ctrl-C
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        result = run_live(clf, src, sinks, top_k=top_k, threshold=threshold, max_frames=max_frames,
-                          fps_limit=fps_limit, loop=loop_source)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-    summary = dict(result.stats.summary(), source=src.name, stopped=result.reason, backend=clf.backend)
-    skipped = getattr(src, "skipped", [])
-    if skipped:
-        summary["skipped"] = [str(e) for e in skipped]
-    if result.error is not None:
-        summary["error"] = str(result.error)
+    outputs = SinkOptions(headless=headless, quiet=quiet, display=display, serve=serve, record=record,
+                          stream_fps=stream_fps)
+    result = run_camera(clf, source, outputs, LoopOptions(top_k, threshold, max_frames, fps_limit, loop_source),
+                        note=note)
     if headless:
-        sys.stdout.write(json.dumps({"summary": summary}, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        emit_json({"summary": result.summary}, lines=True)
     if not quiet:
         note(f"stopped: {result.reason}")
         note(result.stats.table())
-        for exc in skipped:
-            note(f"skipped: {exc}")
+        for text in result.summary.get("skipped", []):
+            note(f"skipped: {text}")
         if record and result.stats.frames:
             note(f"recorded {record}")
     if result.error is not None:

@@ -63,15 +63,8 @@ def command(model, paths, top_k, threshold, as_json, as_csv, labels_file, thread
     done = 0
     bar = progress(total=len(items), desc="predict", unit="img", quiet=not show_bar)
     try:
-        for item in items:
-            if isinstance(item, ImageError):
-                path, preds = item.path, item
-            else:
-                path = str(item)
-                try:
-                    preds = clf.classify(item, top_k=top_k)
-                except ImageError as exc:
-                    preds = exc
+        for path, preds in clf.classify_many(items, top_k=top_k):  # decodes the next images during inference
+            path = str(path)
             bar.update(1)
             if isinstance(preds, ImageError):
                 failed.append(preds)
