@@ -16,7 +16,7 @@ from edgeclf.cli import cli
 from edgeclf.runtime import interpreter as interpreter_module
 from edgeclf.runtime.classifier import Classifier
 from edgeclf.runtime.machine import usable_cores
-from tests.fixtures.images import synthetic_image
+from tests.fixtures.images import make_dataset
 from tests.test_predict import model  # noqa: F401 (fixture: the tiny int8 model)
 from tests.test_runtime_models import tiny_models  # noqa: F401
 
@@ -43,11 +43,7 @@ def created(monkeypatch) -> list[int]:
 
 @pytest.fixture
 def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(3):
-        synthetic_image(i, 40 + i).save(folder / f"{i}.png")
-    return folder
+    return make_dataset(tmp_path / "photos", classes=("red", "blue", "green"), per_class=1)
 
 
 def test_usable_cores_follows_the_affinity_mask():
