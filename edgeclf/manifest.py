@@ -126,6 +126,7 @@ class Splits:
     splits: dict[str, list[SplitEntry]]
     strategy: str = ""  # how the splits were made, e.g. "folders:train,validation; test carved from validation"
     fingerprint: str = ""  # sha256 over every (split, path, label, sha256), identifies the dataset exactly
+    moved: list[dict] = field(default_factory=list)  # duplicates moved to keep each group in one split
     format: str = SPLITS_FORMAT
 
     def files(self, split: str) -> list[SplitEntry]:

@@ -37,7 +37,7 @@ def run_cli(*args):
 def test_run_dir_holds_every_artifact_and_no_scratch(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert names == {"model.keras", "edgeclf.json", "splits.json", "labels.txt", "history.json",
-                     "learning_curves.png", "confusion_matrix.png"}
+                     "learning_curves.png", "confusion_matrix.png", "data_check.json"}
     for png in ("learning_curves.png", "confusion_matrix.png"):
         with Image.open(tiny_run / png) as img:
             assert img.format == "PNG" and img.size[0] > 200

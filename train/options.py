@@ -32,6 +32,7 @@ class TrainOptions:
     val_fraction: float = VAL_FRACTION
     test_fraction: float = TEST_FRACTION
     cache: str = "auto"
+    strict_data: bool = False  # refuse to train when duplicates leak across splits or carry two labels
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainOptions":

@@ -1,27 +1,17 @@
-"""The two pictures a user looks at after training: learning curves and the test confusion matrix (PNG, Agg)."""
+"""Learning curves (PNG); the confusion matrix and the other pictures shared with export are in edgeclf.figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgeclf.fsutil import atomic_path
+from edgeclf.figures import CONFUSION_MATRIX, plot_confusion, pyplot, save  # noqa: F401 (run.py draws both)
 
 LEARNING_CURVES = "learning_curves.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_learning_curves(history: list[dict], path: Path) -> Path:
     """Loss and accuracy per epoch (train and validation) over both phases, with the phase boundary marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = list(range(1, len(history) + 1))
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -38,29 +28,4 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, title: str = "test split") -> Path:
-    plt = _pyplot()
-    k = len(labels)
-    fig, ax = plt.subplots(figsize=(2 + 0.6 * k, 1.6 + 0.6 * k))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(k), labels, rotation=45, ha="right")
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    top = max(max(row) for row in confusion) if confusion else 0
-    for i in range(k):
-        for j in range(k):
-            v = confusion[i][j]
-            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black", fontsize=9)
-    ax.set_title(f"confusion matrix ({title})")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)

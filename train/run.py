@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text, ch
     replace_dir
 from edgeclf.manifest import HISTORY_FILE, LABELS_FILE, MODEL_FILE, InputContract, Manifest, load_splits
 
-from . import download
+from . import datacheck, download
 from .cache import decode_all
 from .dataset import discover
 from .evaluate import score
@@ -37,7 +38,6 @@ from .splits import make_splits
 CACHE_DIR = ".cache"
 PARTIAL_SUFFIX = ".partial"
 CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
-IMBALANCE_RATIO = 1.5  # class weights are used when the largest train class is this many times the smallest
 
 
 def default_out(data: str) -> Path:
@@ -120,8 +120,10 @@ def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging:
     if cache.skipped:
         note(f"skipped {len(cache.skipped)} unreadable image(s), listed in edgeclf.json (dataset.skipped)",
              quiet=quiet)
-    splits, chosen = make_splits(layout.root, layout.labels, items, seed=opts.seed,
-                                 val_fraction=opts.val_fraction, test_fraction=opts.test_fraction)
+    splits, chosen, data_check = datacheck.check_and_split(
+        layout, listed, cache, partial(make_splits, layout.root, layout.labels, items, seed=opts.seed,
+                                       val_fraction=opts.val_fraction, test_fraction=opts.test_fraction),
+        strict=opts.strict_data, out_dir=staging, quiet=quiet)
     if resume:
         recorded = load_splits(staging)
         if recorded.fingerprint != splits.fingerprint:
@@ -132,7 +134,7 @@ def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging:
         atomic_write_text(staging / LABELS_FILE, "\n".join(layout.labels) + "\n")
     state.save()
     labels = np.array([layout.labels.index(item[1]) for item in items], dtype=np.int32)
-    class_weight = _class_weights(labels[chosen["train"]], len(layout.labels))
+    class_weight = datacheck.class_weights(labels[chosen["train"]], len(layout.labels))
 
     # Train both phases (checkpointing every epoch).
     if not resumed and _weights_label(opts.weights) == "none":
@@ -189,7 +191,7 @@ def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging:
                  "url": download.dataset_url(opts.data_url) if opts.data in download.BUILTIN_DATASETS else None,
                  "root": str(layout.root), "layout": layout.kind, "strategy": splits.strategy,
                  "fingerprint": splits.fingerprint, "counts": counts, "images": len(cache),
-                 "skipped_count": len(cache.skipped), "skipped": cache.skipped},
+                 "skipped_count": len(cache.skipped), "skipped": cache.skipped, "data_check": data_check},
         versions=_versions(),
         metrics=metrics,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -255,13 +257,6 @@ def _data_root(opts: TrainOptions) -> Path:
     if opts.data in download.BUILTIN_DATASETS:
         return download.fetch_cats_vs_dogs(opts.data_url)
     return Path(opts.data).expanduser()
-
-
-def _class_weights(train_labels: np.ndarray, k: int) -> dict[int, float] | None:
-    counts = np.bincount(train_labels, minlength=k)
-    if counts.min() == 0 or counts.max() / counts.min() < IMBALANCE_RATIO:
-        return None
-    return {i: round(float(len(train_labels) / (k * c)), 6) for i, c in enumerate(counts)}
 
 
 def _weights_label(weights) -> str:

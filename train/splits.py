@@ -12,6 +12,10 @@ Rules (DESIGN principle 2), per class so every split keeps the class balance of 
 
 The shuffle for each class is seeded by ``(seed, class name)`` over the sorted relative paths, so the same files and
 seed always give the same splits on any machine. Only readable images take part (unreadable ones are listed apart).
+
+Duplicates (``keep_together``: groups found by :mod:`edgeclf.train.datacheck`) that a carve put in different splits
+are moved into the least held-out split among them (train, then validation), so a copy of a training image never
+sits in test. Only across boundaries edgeclf drew itself: a dataset's own folders are never re-filed.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ VALIDATION_TEST_FRACTION = 0.5
 
 
 def make_splits(root: Path, labels: list[str], items, *, seed: int = 42, val_fraction: float = VAL_FRACTION,
-                test_fraction: float = TEST_FRACTION) -> tuple[Splits, dict[str, list[int]]]:
-    """``items``: (folder split ("" for flat), label, path, sha256) per readable image.
+                test_fraction: float = TEST_FRACTION, keep_together=()) -> tuple[Splits, dict[str, list[int]]]:
+    """``items``: (folder split ("" for flat), label, path, sha256) per readable image; ``keep_together``: groups
+    of indices into ``items`` that must end up in one split where edgeclf decides it.
 
     Returns the Splits (for splits.json) and, per split, the indices into ``items`` in the recorded order.
     """
@@ -79,6 +84,9 @@ def make_splits(root: Path, labels: list[str], items, *, seed: int = 42, val_fra
             strategy += f"; test = {VALIDATION_TEST_FRACTION:.0%} of validation/ per class, seed {seed}"
         elif "test" in folders and "validation" not in folders:
             strategy += f"; validation = {val_fraction:.0%} of train/ per class, seed {seed}"
+    moved = _keep_together(root, chosen, items, keep_together)
+    if moved:
+        strategy += f"; {len(moved)} duplicate(s) moved so each duplicate group sits in one split"
     for name in SPLIT_NAMES:
         present = {items[i][1] for i in chosen[name]}
         if present != set(labels):
@@ -87,9 +95,29 @@ def make_splits(root: Path, labels: list[str], items, *, seed: int = 42, val_fra
                              "add more readable images to that class (at least 3 per class for a flat folder)")
     splits = Splits(root=str(root), seed=seed, labels=list(labels), strategy=strategy, splits={
         name: [SplitEntry(path=_rel(root, items[i][2]), label=items[i][1], sha256=items[i][3]) for i in chosen[name]]
-        for name in SPLIT_NAMES})
+        for name in SPLIT_NAMES}, moved=moved)
     splits.fingerprint = splits.compute_fingerprint()
     return splits, chosen
+
+
+def _keep_together(root: Path, chosen: dict[str, list[int]], items, groups) -> list[dict]:
+    """Move group members to the group's least held-out split, where their source folder feeds that split too."""
+    where = {i: name for name, indices in chosen.items() for i in indices}
+    feeds = defaultdict(set)  # source folder -> the splits edgeclf filled from it
+    for i, name in where.items():
+        feeds[items[i][0]].add(name)
+    moved = []
+    for group in groups:
+        target = min((where[i] for i in group if i in where), key=SPLIT_NAMES.index, default=None)
+        for i in group:
+            if i in where and where[i] != target and target in feeds[items[i][0]]:
+                moved.append({"path": _rel(root, items[i][2]), "from": where[i], "to": target})
+                chosen[where[i]].remove(i)
+                chosen[target].append(i)
+                where[i] = target
+    for name in {m["from"] for m in moved} | {m["to"] for m in moved}:
+        chosen[name] = _sorted(items, chosen[name])
+    return moved
 
 
 def _carve(items, indices: list[int], label: str, seed: int, fractions: list[float]) -> list[list[int]]:

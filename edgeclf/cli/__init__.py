@@ -48,6 +48,7 @@ def cli(debug: bool) -> None:
 
     \b
     Typical session:
+      edgeclf data check photos/                        # duplicates, leakage, label conflicts, balance
       edgeclf train --out runs/catsdogs                 # fine-tune on cats-vs-dogs (default data)
       edgeclf export runs/catsdogs --int8               # int8 .tflite, accuracy-gated on the test split
       edgeclf predict runs/catsdogs/export/model_int8.tflite photos/
@@ -57,9 +58,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import bench, camera, export, predict, train
+    from . import bench, camera, data, export, predict, train
 
-    for module in (train, export, predict, camera, bench):
+    for module in (data, train, export, predict, camera, bench):
         cli.add_command(module.command)
 
 

@@ -51,17 +51,21 @@ D = TrainOptions()
 @click.option("--cache", type=click.Choice(["auto", "memory", "disk"]), default=D.cache, show_default=True,
               help="Where decoded images live: RAM, or a memory-mapped file in the run's staging folder (auto: disk "
                    "above 2 GiB).")
+@click.option("--strict-data", is_flag=True,
+              help="Refuse to train when duplicate images leak across train/validation/test or sit in two classes "
+                   "(default: warn and list them in RUN_DIR/data_check.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes; errors only.")
 def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, fine_tune_at,
             fine_tune_epochs, fine_tune_lr, batch_size, dropout, no_augment, patience, seed, val_fraction,
-            test_fraction, cache, as_json, quiet) -> None:
+            test_fraction, cache, strict_data, as_json, quiet) -> None:
     """Fine-tune MobileNetV2 on labelled photos and write a run directory.
 
     Phase 1 trains a new head on the frozen ImageNet base; phase 2 fine-tunes the top of the base at a lower
     learning rate. Splits (train/validation/test) are decided once and recorded in splits.json; the final model is
     evaluated on the test split and everything lands in OUT/: model.keras, edgeclf.json, splits.json, labels.txt,
-    history.json, learning_curves.png, confusion_matrix.png.
+    history.json, learning_curves.png, confusion_matrix.png, data_check.json (duplicates, leakage, label
+    conflicts, class balance: see `edgeclf data check`).
 
     \b
     Examples:
@@ -83,7 +87,7 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
                         epochs=epochs, lr=lr, fine_tune_at=fine_tune_at, fine_tune_epochs=fine_tune_epochs,
                         fine_tune_lr=fine_tune_lr, batch_size=batch_size, dropout=dropout, augment=not no_augment,
                         patience=patience, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                        cache=cache)
+                        cache=cache, strict_data=strict_data)
     summary = train(opts, force=force, resume=resume, quiet=quiet or as_json)
     if as_json:
         emit_json(summary)
