@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from edgeclf.console import note
-from edgeclf.errors import UsageError
+from edgeclf.errors import MissingDependencyError, UsageError
 from edgeclf.fsutil import atomic_write_json
 from edgeclf.manifest import SPLIT_NAMES
 
@@ -98,9 +98,13 @@ class DataCheck:
 
 def perceptual_hashes(pixels: np.ndarray) -> np.ndarray:
     """(N, HASH_BITS) bool pHash bits of decoded uint8 RGB images (any size: pHash works on a small greyscale copy)."""
-    import imagehash
     from PIL import Image
 
+    try:
+        import imagehash
+    except ImportError:
+        raise MissingDependencyError("the near-duplicate check", 'pip install "edgeclf[train]" (it brings ImageHash)'
+                                     ) from None
     bits = np.zeros((len(pixels), HASH_BITS), dtype=bool)
     for i, image in enumerate(pixels):
         bits[i] = imagehash.phash(Image.fromarray(np.asarray(image)), hash_size=HASH_SIDE).hash.ravel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, format_table, note
-from edgeclf.errors import MissingDependencyError
 
 SHOWN_GROUPS = 20
 
@@ -39,10 +38,7 @@ def check_command(data_dir, image_size, strict, as_json, quiet) -> None:
     """
     from edgeclf.train import datacheck
 
-    try:
-        found, labels = datacheck.check_folder(data_dir, image_size, quiet=quiet or as_json)
-    except ImportError as exc:  # imagehash / scipy come with the train extra
-        raise MissingDependencyError("edgeclf data check", 'pip install "edgeclf[train]"') from exc
+    found, labels = datacheck.check_folder(data_dir, image_size, quiet=quiet or as_json)
     report = found.to_dict(labels)
     if as_json:
         emit_json({"data": data_dir, **report})
