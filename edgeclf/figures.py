@@ -39,6 +39,11 @@ def save(fig, path: Path, dpi: int = 100) -> Path:
 
 
 def plot_confusion(confusion, labels: Sequence[str], path: Path, title: str = "test split") -> Path:
+    """The confusion matrix PNG (see :func:`confusion_figure`); finer pixels for many classes."""
+    return save(confusion_figure(confusion, labels, title), path, dpi=100 if len(labels) <= 12 else 140)
+
+
+def confusion_figure(confusion, labels: Sequence[str], title: str = "test split"):
     """Rows are true classes, coloured by the share of the row (so a class with 12 images reads like one with
     800), each cell showing its count. Cell and font sizes follow the number of classes: readable at 2 to 40."""
     plt = pyplot()
@@ -63,7 +68,7 @@ def plot_confusion(confusion, labels: Sequence[str], path: Path, title: str = "t
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
     ax.set_title(f"confusion matrix ({title}), row-normalised", fontsize=10)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
 def plot_reliability(curves: dict[str, tuple[list[dict], float | None]], path: Path,
