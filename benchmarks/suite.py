@@ -133,7 +133,7 @@ def edgeclf_training(run_dir: Path, record: Path | None) -> dict:
     for _, data, source in reversed(sources):  # the record wins where both say something
         found = {
             "test_accuracy": _dig(data, "test.accuracy", "metrics.test.accuracy", "summary.test.accuracy"),
-            "test_images": _dig(data, "test.n", "metrics.test.n", "summary.test.n"),
+            "test_images": _dig(data, "test.count", "metrics.test.count", "summary.test.count"),
             "wall_time_s": _dig(data, "timings.total_s", "metrics.timings.total_s", "summary.timings.total_s"),
             "phase_times_s": _dig(data, "timings", "metrics.timings", "summary.timings"),
             "peak_rss_mb": _dig(data, "peak_rss_mb", "metrics.peak_rss_mb", "summary.peak_rss_mb"),
@@ -221,7 +221,7 @@ def summary_rows(sizes: dict[int, dict]) -> list[dict]:
             rows.append({
                 "size": size, "format": first["format"], "model": model, "size_bytes": first["size_bytes"],
                 "size_ratio": first["size_bytes"] / f32_size if f32_size else None,
-                "accuracy": a.get("accuracy"), "ci95": a.get("ci95"), "test_images": a.get("images"),
+                "accuracy": a.get("accuracy"), "ci95": a.get("ci95"), "test_images": a.get("count"),
                 "agreement_with_float32": a.get("agreement_with_first"),
                 "threads": {t: {"p50": r["invoke"]["p50"], "p90": r["invoke"]["p90"], "mean": r["invoke"]["mean"],
                                 "classifier_p50": r["classifier"]["p50"], "overhead_p50": r["overhead"]["p50"],

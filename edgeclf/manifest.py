@@ -62,7 +62,7 @@ class Manifest:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)  # {"source", "root", "fingerprint", "counts", "skipped"}
     versions: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)  # {"test": {"accuracy", "per_class", "confusion"}, ...}
+    metrics: dict[str, Any] = field(default_factory=dict)  # {"test": edgeclf.runtime.metrics.score(...), ...}
     created: str = ""
     format: str = MANIFEST_FORMAT
 

@@ -18,8 +18,8 @@ from edgeclf.console import progress
 from edgeclf.errors import ImageError, UsageError
 from edgeclf.fsutil import sha256_file
 from edgeclf.manifest import Splits
-from edgeclf.runtime import preprocess
-from edgeclf.runtime.stats import LatencyStats, agreement, wilson_interval
+from edgeclf.runtime import metrics, preprocess
+from edgeclf.runtime.stats import LatencyStats
 
 TEST_SPLIT = "test"
 
@@ -116,19 +116,10 @@ def tflite_probabilities(path: str | Path, images: np.ndarray, labels: list[str]
 
 
 def score(probs: np.ndarray, targets: np.ndarray, labels: list[str], reference: np.ndarray | None = None) -> dict:
-    """Accuracy with its 95 % Wilson interval, per-class accuracy, and top-1 agreement with ``reference``."""
-    predicted = probs.argmax(axis=1)
-    correct = int((predicted == targets).sum())
-    low, high = wilson_interval(correct, len(targets))
-    per_class = {}
-    for i, label in enumerate(labels):
-        mask = targets == i
-        per_class[label] = {"accuracy": round(float((predicted[mask] == i).mean()), 6) if mask.any() else None,
-                            "count": int(mask.sum())}
-    result = {"accuracy": round(correct / len(targets), 6), "correct": correct, "count": int(len(targets)),
-              "ci95": [round(low, 6), round(high, 6)], "per_class": per_class}
+    """:func:`edgeclf.runtime.metrics.score`, plus top-1 agreement with ``reference`` probabilities."""
+    result = metrics.score(targets, probs, labels)
     if reference is not None:
-        result["agreement"] = round(agreement(predicted.tolist(), reference.argmax(axis=1).tolist()), 6)
+        result["agreement"] = round(metrics.agreement(probs.argmax(axis=1), reference.argmax(axis=1)), metrics.DIGITS)
     return result
 
 

@@ -36,8 +36,9 @@ import numpy as np
 
 from edgeclf.errors import EdgeclfError, ImageError, ModelError, UsageError
 
+from . import metrics
 from .machine import usable_cores
-from .stats import LatencyStats, agreement, overhead, ratio, wilson_interval
+from .stats import LatencyStats, overhead, ratio
 
 FRAME_SIZE = (640, 480)  # (width, height) of the synthetic in-memory "camera" frame and JPEG
 BLOCK = 10  # interleaving block for the invoke()/Classifier comparison
@@ -430,16 +431,19 @@ def run_task(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
 # ---- the whole benchmark -----------------------------------------------------------------------------------------
 
 
-def score(items: Sequence[tuple[str, str]], per_model: dict[str, list[str | None]]) -> dict:
-    """Accuracy (with a 95 % Wilson interval) per model, and top-1 agreement of each model with every other, on the
-    images all of them could read."""
+def score(items: Sequence[tuple[str, str]], per_model: dict[str, list[str | None]],
+          class_names: Sequence[str] = ()) -> dict:
+    """:func:`.metrics.score` per model (on the images it could read, ``None`` predictions are skipped), and top-1
+    agreement of each model with every other on the images all of them could read. ``class_names`` orders
+    ``per_class``; labels seen in ``items`` or predictions but missing from it are appended."""
+    names = list(dict.fromkeys([*class_names, *(label for _, label in items),
+                                *(p for preds in per_model.values() for p in preds if p is not None)]))
+    index = {name: i for i, name in enumerate(names)}
     accuracy = {}
     for model, predicted in per_model.items():
-        scored = [(p, label) for p, (_, label) in zip(predicted, items) if p is not None]
-        correct = sum(p == label for p, label in scored)
-        lo, hi = wilson_interval(correct, len(scored)) if scored else (None, None)
-        accuracy[model] = {"images": len(scored), "correct": int(correct),
-                           "accuracy": correct / len(scored) if scored else None, "ci95": [lo, hi],
+        scored = [(index[label], index[p]) for p, (_, label) in zip(predicted, items) if p is not None]
+        truth, preds = zip(*scored) if scored else ((), ())
+        accuracy[model] = {**metrics.score(truth, np.asarray(preds, dtype=np.int64), names),
                            "skipped": len(predicted) - len(scored)}
     models = list(per_model)
     common = [i for i in range(len(items)) if all(per_model[m][i] is not None for m in models)]
@@ -447,11 +451,12 @@ def score(items: Sequence[tuple[str, str]], per_model: dict[str, list[str | None
     for a in models:
         for b in models:
             if a < b and common:
-                pairwise[f"{a} | {b}"] = agreement([per_model[a][i] for i in common], [per_model[b][i] for i in common])
+                pairwise[f"{a} | {b}"] = metrics.agreement([per_model[a][i] for i in common],
+                                                           [per_model[b][i] for i in common])
     reference = models[0]
     for m in models:
-        accuracy[m]["agreement_with_first"] = (
-            agreement([per_model[reference][i] for i in common], [per_model[m][i] for i in common]) if common else None)
+        accuracy[m]["agreement_with_first"] = (metrics.agreement(
+            [per_model[reference][i] for i in common], [per_model[m][i] for i in common]) if common else None)
     return {"reference": reference, "per_model": accuracy, "pairwise_agreement": pairwise, "common_images": len(common)}
 
 
@@ -495,7 +500,7 @@ def run_benchmark(models: Sequence[str | os.PathLike], config: BenchConfig, *,
             rec["skipped_images"] = preds["skipped"]
         result["results"].append(rec)
     if eval_items:
-        result["accuracy"] = score(eval_items, per_model)
+        result["accuracy"] = score(eval_items, per_model, infos[0]["labels"])
         result["accuracy"]["images"] = len(eval_items)
         result["accuracy"]["source"] = images_note
         skipped = next((r.get("skipped_images") for r in records if r.get("skipped_images")), [])

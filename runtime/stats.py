@@ -1,17 +1,13 @@
-"""Latency and accuracy statistics for ``edgeclf bench`` (numpy only, so they run on a Pi).
+"""Latency statistics for ``edgeclf bench`` (numpy only, so they run on a Pi); accuracy lives in :mod:`.metrics`.
 
 Percentiles follow ``numpy.percentile``'s default ``method="linear"`` (Hyndman & Fan type 7, the same as R's default
 and pandas' ``quantile``): for sorted samples x[0..n-1], the q-th percentile is read at fractional rank
 ``(n - 1) * q / 100`` and interpolated linearly between its two neighbours. So p50 of [1, 2, 3, 4] is 2.5, and p90 of
 1..10 is 9.1. The tests check these by hand-computed values, not by calling numpy again.
-
-Accuracy intervals are Wilson score intervals: unlike the normal approximation they stay inside [0, 1] and behave at
-100 % accuracy, which a good model on a small test set often reaches.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -68,25 +64,3 @@ def overhead(measured: float, reference: float) -> float | None:
     """Relative overhead of ``measured`` over ``reference``: 0.03 means 3 % slower, negative means faster."""
     r = ratio(measured, reference)
     return None if r is None else r - 1.0
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95 % (by default) Wilson score interval for a proportion ``correct / total``."""
-    if total <= 0:
-        raise ValueError("an accuracy interval needs at least one example")
-    if not 0 <= correct <= total:
-        raise ValueError(f"correct must be between 0 and {total}, got {correct}")
-    p = correct / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def agreement(a: Sequence[int], b: Sequence[int]) -> float:
-    """Fraction of positions where two top-1 prediction lists agree."""
-    if len(a) != len(b):
-        raise ValueError(f"cannot compare {len(a)} predictions with {len(b)}")
-    if not len(a):
-        raise ValueError("no predictions to compare")
-    return float(np.mean(np.asarray(a) == np.asarray(b)))

@@ -135,7 +135,7 @@ def test_unreadable_images_are_skipped_counted_and_listed(bench_models, images, 
     assert result.exit_code == 0, result.output
     acc = json.loads(result.output)["accuracy"]
     a = acc["per_model"][bench_models["float32"]]
-    assert (a["images"], a["skipped"], a["accuracy"]) == (16, 2, 1.0)
+    assert (a["count"], a["skipped"], a["accuracy"]) == (16, 2, 1.0)
     assert len(acc["skipped_files"]) == 2 and any("broken.jpg" in s for s in acc["skipped_files"])
 
 
@@ -294,6 +294,6 @@ def test_bench_real_exports_on_real_test_images(real_run, real_export, tmp_path)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     for model, a in data["accuracy"]["per_model"].items():
-        assert a["images"] == 100 and a["accuracy"] >= 0.95, (model, a)
+        assert a["count"] == 100 and a["accuracy"] >= 0.95, (model, a)
         assert a["agreement_with_first"] >= 0.95
     assert {r["input_size"][0] for r in data["results"]} == {224}

@@ -27,7 +27,7 @@ def suite_run(tmp_path, bench_models):  # noqa: F811
     splits.fingerprint = splits.compute_fingerprint()
     splits.save(run)
     Manifest(labels=["cats", "dogs"], input=InputContract(32, 32),
-             metrics={"test": {"accuracy": 0.985, "n": 500}, "peak_rss_mb": 2345.0,
+             metrics={"test": {"accuracy": 0.985, "count": 500}, "peak_rss_mb": 2345.0,
                       "timings": {"decode_s": 20.0, "phase1_s": 100.0, "phase2_s": 200.0, "total_s": 330.0}}).save(run)
     export = run / "suite" / "export-32"
     export.mkdir(parents=True)

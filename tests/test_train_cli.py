@@ -61,7 +61,7 @@ def test_manifest_records_contract_recipe_data_versions_and_test_metrics(tiny_ru
     assert m.dataset["skipped_count"] == 0
     assert {"tensorflow", "keras", "numpy", "python"} <= set(m.versions)
     test = m.metrics["test"]
-    assert test["n"] == len(splits.files("test")) == 8
+    assert test["count"] == len(splits.files("test")) == 8
     assert sum(map(sum, test["confusion"])) == 8 and np.trace(test["confusion"]) == test["correct"]
     assert test["accuracy"] == test["correct"] / 8
     assert set(test["per_class"]) == {"cats", "dogs"}

@@ -25,11 +25,11 @@ from edgeclf.errors import UsageError
 from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir, refuse_clobber, \
     replace_dir
 from edgeclf.manifest import HISTORY_FILE, LABELS_FILE, MODEL_FILE, InputContract, Manifest, load_splits
+from edgeclf.runtime.metrics import score
 
 from . import datacheck, download
 from .cache import decode_all
 from .dataset import discover
-from .evaluate import score
 from .fit import CHECKPOINT_DIR, TrainState, run_phases
 from .plots import CONFUSION_MATRIX, LEARNING_CURVES, plot_confusion, plot_learning_curves
 from .options import TrainOptions
@@ -153,7 +153,7 @@ def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging:
     metrics = {}
     for split in ("validation", "test"):
         probs = predict(model, cache.pixels, chosen[split], batch_size=max(opts.batch_size, 64))
-        metrics[split] = score(probs, labels[chosen[split]], layout.labels)
+        metrics[split] = score(labels[chosen[split]], probs, layout.labels)
     evaluate_s = time.perf_counter() - t0
 
     # Artifacts.
@@ -283,5 +283,5 @@ def _versions() -> dict:
 
 
 def _brief(m: dict) -> dict:
-    return {k: m[k] for k in ("accuracy", "accuracy_ci95", "correct", "n", "per_class")}
+    return {k: m[k] for k in ("accuracy", "ci95", "correct", "count", "per_class")}
 

@@ -110,7 +110,7 @@ def render_text(result: dict) -> str:
         arows = []
         for model, a in acc["per_model"].items():
             lo, hi = a["ci95"]
-            arows.append([model.rsplit("/", 1)[-1], a["images"],
+            arows.append([model.rsplit("/", 1)[-1], a["count"],
                           "-" if a["accuracy"] is None else f"{100 * a['accuracy']:.2f}",
                           "-" if lo is None else f"{100 * lo:.1f}-{100 * hi:.1f}",
                           "-" if a["agreement_with_first"] is None else f"{100 * a['agreement_with_first']:.2f}",

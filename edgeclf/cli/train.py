@@ -98,7 +98,7 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
 def render_summary(s: dict) -> str:
     """The end-of-run table: splits, accuracy with its interval, per-class accuracy, time and memory."""
     t = s["test"]
-    lo, hi = t["accuracy_ci95"]
+    lo, hi = t["ci95"]
     rows = [["run directory", s["run_dir"]],
             ["model", f"MobileNetV2 alpha {s['alpha']:g}, {s['image_size']} px, weights {s['weights']}"],
             ["images (train/val/test)", "/".join(str(s["counts"].get(k, 0)) for k in ("train", "validation", "test"))],
@@ -107,8 +107,9 @@ def render_summary(s: dict) -> str:
             ["best epoch", f"phase {s['best_epoch']['phase']} epoch {s['best_epoch']['epoch']}" if s["best_epoch"]
              else "-"],
             ["validation accuracy", f"{s['validation']['accuracy']:.2%}"],
-            ["test accuracy", f"{t['accuracy']:.2%} ({t['correct']}/{t['n']}, 95% CI {lo:.1%}-{hi:.1%})"]]
-    rows += [[f"  {label}", "-" if acc is None else f"{acc:.2%}"] for label, acc in t["per_class"].items()]
+            ["test accuracy", f"{t['accuracy']:.2%} ({t['correct']}/{t['count']}, 95% CI {lo:.1%}-{hi:.1%})"]]
+    rows += [[f"  {label}", "-" if c["accuracy"] is None else f"{c['accuracy']:.2%}"]
+             for label, c in t["per_class"].items()]
     tm = s["timings"]
     rows += [["time (decode/phase 1/phase 2)", f"{tm['decode_s']:.0f} s / {tm['phase1_s']:.0f} s / "
                                                f"{tm['phase2_s']:.0f} s (total {tm['total_s']:.0f} s)"],
