@@ -21,6 +21,25 @@ class EdgeclfError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def os_error_reason(exc: OSError, path=None) -> tuple[str, str]:
+    """(reason, fix) for a file that could not be read, by category: a permission problem is not a corrupt file."""
+    import errno
+    import os
+
+    path = str(path if path is not None else exc.filename or "")
+    if isinstance(exc, PermissionError):
+        return "permission denied", "make it readable by this user (chmod/chown) or remove it"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop", "point the link at a real file or remove it"
+    if isinstance(exc, FileNotFoundError):
+        if path and os.path.islink(path):
+            return f"dangling symlink (to {os.readlink(path)})", "point the link at a real file or remove it"
+        return "file not found", "check the path"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file", "pass the file inside it"
+    return f"cannot read file ({exc.strerror or exc.__class__.__name__})", "check the disk and the file"
+
+
 class UsageError(EdgeclfError):
     """The command line, a path or an input file is wrong; nothing was done."""
 

@@ -42,7 +42,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))  # non-UTF-8 file names stay lossless
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
@@ -64,11 +64,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def refuse_clobber(path: str | os.PathLike, force: bool, what: str = "output") -> None:
-    """Raise a usage error if ``path`` exists and --force was not given."""
+def refuse_clobber(path: str | os.PathLike, force: bool, what: str = "output", option: str | None = None) -> None:
+    """Raise a usage error if ``path`` exists and --force was not given; the hint names ``option`` (default: the
+    option ``what`` starts with, e.g. "--record file", else --out)."""
     path = Path(path)
+    option = option or (what.split()[0] if what.startswith("--") else "--out")
     if path.exists() and not force:
-        raise UsageError(f"{what} {path} already exists", "pass --force to replace it, or choose another --out")
+        raise UsageError(f"{what} {path} already exists", f"pass --force to replace it, or choose another {option}")
 
 
 def replace_dir(staging: str | os.PathLike, final: str | os.PathLike) -> Path:
@@ -84,6 +86,27 @@ def replace_dir(staging: str | os.PathLike, final: str | os.PathLike) -> Path:
     else:
         os.replace(staging, final)
     return final
+
+
+def staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new hidden work folder ``<prefix><pid>-XXXX`` in ``parent``. Folders of earlier runs that died without
+    cleaning up (``kill -9``: their process is gone) are removed first, so they never pile up."""
+    parent = Path(parent)
+    for old in parent.glob(f"{prefix}*"):
+        owner = old.name[len(prefix):].split("-")[0]
+        if old.is_dir() and not (owner.isdigit() and _alive(int(owner))):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def check_writable_dir(path: str | os.PathLike, option: str = "--out") -> Path:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, os_error_reason
 from .fsutil import atomic_write_json
 
 MANIFEST_FILE = "edgeclf.json"
@@ -96,6 +96,8 @@ def read_json(path: str | Path, what: str) -> dict:
             data = json.load(fh)
     except FileNotFoundError:
         raise UsageError(f"{path}: {what} not found", "is this an edgeclf run directory?") from None
+    except PermissionError as exc:
+        raise UsageError(f"{path}: {what}: {os_error_reason(exc)[0]}", os_error_reason(exc)[1]) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: {what} is unreadable or corrupt ({exc.__class__.__name__})",
                          "restore it or re-run edgeclf train") from None
@@ -153,7 +155,8 @@ class Splits:
         h = hashlib.sha256()
         for name in sorted(self.splits):
             for e in self.splits[name]:
-                h.update(f"{name}\0{e.path}\0{e.label}\0{e.sha256}\n".encode())
+                # surrogateescape: a file name that is not UTF-8 hashes as its own bytes (lossless)
+                h.update(f"{name}\0{e.path}\0{e.label}\0{e.sha256}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def save(self, run_dir: str | Path) -> Path:
@@ -169,7 +172,10 @@ def read_labels_file(path: str | Path) -> list[str]:
     """labels.txt: one class per line, blank lines ignored."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        reason, fix = os_error_reason(exc, path)
+        raise UsageError(f"{path}: cannot read labels file: {reason}", fix) from None
+    except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: cannot read labels file ({exc.__class__.__name__})",
                          "pass a text file with one class name per line") from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]

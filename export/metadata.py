@@ -11,6 +11,8 @@ What is written (the layout MediaPipe Tasks' ImageClassifier and the Android Tas
           output_tensor_metadata[0] "probability": FeatureProperties, Stats(0, 1),
                                     associated file labels.txt (TENSOR_AXIS_LABELS)
         associated_files: edgeclf.json (DESCRIPTIONS)
+      Model.metadata["edgeclf_sha256"] -> 32 bytes: sha256 of the whole file without these 32 bytes (checked by the
+                                          runtime before any interpreter sees the file)
       zip members: labels.txt   one class per line, in output order
                    edgeclf.json {"format": "edgeclf.model/1", "labels": [...], "input": InputContract fields,
                                  "quantization": "int8", "io": "uint8", "source": {...}, "versions": {...}}
@@ -27,6 +29,7 @@ with TensorFlow's own generated schema module (export always has TensorFlow).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -35,6 +38,7 @@ import flatbuffers
 import numpy as np
 
 from edgeclf import __version__
+from edgeclf.runtime.model_check import DIGEST_NAME, content_digest, digest_span
 
 from . import _metadata_schema_fb as meta_fb
 from .pack import pack_model
@@ -86,7 +90,15 @@ def embed_metadata(model: bytes, contract: dict, *, name: str, description: str,
         for member, text in ((LABELS_NAME, "".join(f"{label}\n" for label in labels)),
                              (CONTRACT_NAME, json.dumps(contract, indent=2, default=str) + "\n")):
             zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), text)
-    return archive.getvalue()
+    return seal(archive.getvalue())
+
+
+def seal(model: bytes) -> bytes:
+    """Fill in the content digest (see :mod:`edgeclf.runtime.model_check`): the last change made to an export."""
+    span = digest_span(model)
+    sealed = bytearray(model)
+    sealed[span[0]:span[1]] = content_digest(model, span)
+    return bytes(sealed)
 
 
 def _metadata_flatbuffer(labels, spec: dict, *, name: str, description: str, author: str, license_: str) -> bytes:
@@ -157,21 +169,28 @@ def _with_metadata_buffer(model: bytes, metadata: bytes) -> bytes:
     from tensorflow.lite.python import schema_py_generated as tfl_fb
 
     tree = tfl_fb.ModelT.InitFromObj(tfl_fb.Model.GetRootAsModel(model, 0))
-    buffer = tfl_fb.BufferT()
-    buffer.data = np.frombuffer(metadata, dtype=np.uint8)
     tree.buffers = tree.buffers or []
     tree.metadata = tree.metadata or []
-    for entry in tree.metadata:
-        if _text(entry.name) == METADATA_NAME:
-            tree.buffers[entry.buffer] = buffer
-            break
-    else:
-        tree.buffers.append(buffer)
-        entry = tfl_fb.MetadataT()
-        entry.name = METADATA_NAME
-        entry.buffer = len(tree.buffers) - 1
-        tree.metadata.append(entry)
+    _set_metadata(tfl_fb, tree, METADATA_NAME, metadata)
+    # The digest's place, filled by seal(). The placeholder is the model's own hash, so the packer never mistakes it
+    # for an equal vector to share (which an all-zero placeholder could be).
+    _set_metadata(tfl_fb, tree, DIGEST_NAME, hashlib.sha256(model).digest())
     return pack_model(tree)
+
+
+def _set_metadata(tfl_fb, tree, name: str, data: bytes) -> None:
+    """Model.metadata[name] = a buffer holding ``data`` (replacing an existing entry of that name)."""
+    buffer = tfl_fb.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8)
+    for entry in tree.metadata:
+        if _text(entry.name) == name:
+            tree.buffers[entry.buffer] = buffer
+            return
+    tree.buffers.append(buffer)
+    entry = tfl_fb.MetadataT()
+    entry.name = name
+    entry.buffer = len(tree.buffers) - 1
+    tree.metadata.append(entry)
 
 
 def _text(value) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from edgeclf.console import note
 from edgeclf.errors import UsageError
-from edgeclf.fsutil import check_writable_dir, refuse_clobber
+from edgeclf.fsutil import check_writable_dir, refuse_clobber, staging_dir
 from edgeclf.manifest import MODEL_FILE, load_manifest, load_splits
 
 from . import report as reports
@@ -32,6 +31,7 @@ from .metadata import build_contract, embed_metadata
 from .validate import keras_probabilities, latency_p50_ms, load_test_set, score, tflite_probabilities
 
 EXPORT_DIR = "export"
+STAGING_PREFIX = ".export-staging-"
 DEFAULT_MAX_DROP = 1.0
 
 
@@ -131,7 +131,7 @@ def _export(opts, formats, run_dir, manifest, splits, labels, out, names, quiet)
             note(f"note: skipped {len(calibration.skipped)} unreadable calibration image(s), e.g. "
                  f"{calibration.skipped[0]}", quiet=quiet)
 
-    staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=out))
+    staging = staging_dir(out, STAGING_PREFIX)  # also removes what a killed export left behind
     converter = Converter(model)
     try:
         rows = []

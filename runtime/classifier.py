@@ -49,7 +49,9 @@ class Classifier:
         data = read_model_file(self.model_path)
         self.info: ModelInfo = read_model_info(data, self.model_path)
         self.num_threads = resolve_threads(num_threads)
-        self._interpreter, self.backend = load_interpreter(self.model_path, self.num_threads, prefer=interpreter)
+        # The interpreter gets the very bytes that were checked (digest, structure), never a second read of the file.
+        self._interpreter, self.backend = load_interpreter(self.model_path, self.num_threads, prefer=interpreter,
+                                                           model_content=data)
         self._bind_tensors()
         self.labels = self._resolve_labels(labels)
 
@@ -96,6 +98,10 @@ class Classifier:
             if found is None:
                 raise ModelError(f"{self.model_path}: model has no embedded labels; pass --labels FILE",
                                  "or export it with edgeclf export, which embeds them")
+        duplicates = sorted({label for label in found if list(found).count(label) > 1})
+        if duplicates:  # a dog printed as "cats": refuse rather than guess which line is meant
+            raise ModelError(f"{source}: duplicate label(s) {', '.join(duplicates)}",
+                             "each class name must appear once, in output order")
         if len(found) != self.num_classes:
             raise ModelError(f"{source}: {len(found)} labels for a model with {self.num_classes} outputs "
                              f"({self.model_path})", "pass the labels file the model was trained with")
@@ -116,7 +122,12 @@ class Classifier:
             raise ImageError("<frame>", f"expected a uint8 array of shape ({height}, {width}, 3), got {got}",
                              "use Classifier.probabilities(), which resizes and converts any image")
         self._interpreter.set_tensor(self._input_index, self._to_input_dtype(x)[np.newaxis])
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:  # a model damaged in a way only running it shows
+            first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise ModelError(f"{self.model_path}: the model fails to run ({first_line})",
+                             "export or copy it again") from None
         raw = self._interpreter.get_tensor(self._output_index)[0]
         return self._to_probabilities(raw)
 

@@ -7,14 +7,13 @@ tensorflow`` forces one, e.g. to compare backends.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import sys
 import warnings
 from importlib import metadata as importlib_metadata
 
 from edgeclf.errors import MissingDependencyError, ModelError, UsageError
+from edgeclf.native import native_stderr_silenced
 
 from .machine import usable_cores
 
@@ -64,30 +63,6 @@ def find_interpreter(prefer: str | None = None):
                                  "pip install ai-edge-litert  (or tflite-runtime on 32-bit Raspberry Pi OS)")
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide the C++ runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line, which would otherwise start the
-    output of every command. Load errors still reach the user: the interpreter raises them as Python exceptions.
-    EDGECLF_DEBUG=1 keeps the native output."""
-    if os.environ.get("EDGECLF_DEBUG") == "1":
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters, some notebooks)
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def resolve_threads(num_threads: int | None) -> int:
     """The thread count to run with: ``None`` means every usable core. LiteRT's own default for None is
     ``int(num_threads or 1)``, one thread, which would leave three of a Pi 4's four cores idle."""
@@ -105,7 +80,7 @@ def load_interpreter(model_path, num_threads: int | None = None, *, prefer: str 
     num_threads = resolve_threads(num_threads)
     interpreter_class, backend = find_interpreter(prefer)
     try:
-        with warnings.catch_warnings(), _native_stderr_silenced():
+        with warnings.catch_warnings(), native_stderr_silenced():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter warns that it is deprecated in favour of LiteRT
             if model_content is not None:
                 interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)

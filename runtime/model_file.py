@@ -13,15 +13,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbuffers import number_types as N
-from flatbuffers.table import Table
-
 from edgeclf.errors import ModelError
+
+from .flatbuffer import FlatbufferError, root
+from .model_check import check_model_bytes
 
 TFLITE_IDENTIFIER = b"TFL3"
 METADATA_IDENTIFIER = b"M001"
@@ -65,32 +64,26 @@ def read_model_file(path: str | os.PathLike) -> bytes:
     return data
 
 
-def check_tflite_bytes(data: bytes, name) -> None:
-    """Refuse anything that is not a whole TFLite flatbuffer with one clear line (the interpreter's own errors are
-    multi-line C++ messages, and some truncations it would only notice at invoke time)."""
+def check_tflite_bytes(data: bytes, name) -> bool:
+    """Refuse anything that is not a whole, unmodified TFLite flatbuffer with one clear line, before an interpreter
+    sees it (see :mod:`.model_check`: the digest of edgeclf exports, the structure of every model). True when the
+    model carried a content digest."""
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"{name}: not a TensorFlow Lite model (no TFL3 identifier)",
                          "pass a .tflite file written by edgeclf export or the TFLite converter")
-    try:
-        model = _root(data)
-        buffers = model.tables(4)
-        for buf in buffers:  # every constant buffer (weights) must lie inside the file
-            if buf.has(0):
-                end = buf.vector_start(0) + buf.vector_len(0)
-                if end > len(data):
-                    raise IndexError(end)
-            offset, size = buf.scalar(1, N.Uint64Flags, 0), buf.scalar(2, N.Uint64Flags, 0)
-            if offset > 1 and offset + size > len(data):  # large models keep weights after the flatbuffer
-                raise IndexError(offset + size)
-        if not model.tables(2):
-            raise IndexError("no subgraphs")
-    except (IndexError, struct.error, ValueError):
-        raise ModelError(f"{name}: truncated or corrupt TFLite model (its data ends early or points outside the file)",
-                         "copy or export the model again") from None
+    return check_model_bytes(data, name)
 
 
 def read_model_info(data: bytes, name="<model>") -> ModelInfo:
     """Labels, input image properties and normalisation from the embedded metadata (empty ModelInfo when absent)."""
+    try:
+        return _read_model_info(data, name)
+    except (FlatbufferError, UnicodeDecodeError):
+        raise ModelError(f"{name}: the model's metadata is corrupt (an offset points outside the file, or the labels "
+                         "are not UTF-8 text)", "export or copy it again") from None
+
+
+def _read_model_info(data: bytes, name) -> ModelInfo:
     info = ModelInfo()
     archive = _associated_files(data)
     info.associated_files = sorted(archive)
@@ -118,87 +111,25 @@ def parse_labels(raw: bytes) -> list[str]:
     return [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
 
 
-# --- flatbuffer access -------------------------------------------------------------------------------------------
-
-class _T:
-    """A flatbuffer table read by field number (vtable slot), with the bounds the generated code does not check."""
-
-    __slots__ = ("t",)
-
-    def __init__(self, buf, pos):
-        if not 0 <= pos < len(buf):
-            raise IndexError(pos)
-        self.t = Table(buf, pos)
-
-    def _off(self, i: int) -> int:
-        return self.t.Offset(4 + 2 * i)
-
-    def has(self, i: int) -> bool:
-        return self._off(i) != 0
-
-    def scalar(self, i: int, flags, default=0):
-        o = self._off(i)
-        return self.t.Get(flags, self.t.Pos + o) if o else default
-
-    def string(self, i: int) -> str:
-        o = self._off(i)
-        return self.t.String(self.t.Pos + o).decode("utf-8", "replace") if o else ""
-
-    def table(self, i: int) -> "_T | None":
-        o = self._off(i)
-        return _T(self.t.Bytes, self.t.Indirect(self.t.Pos + o)) if o else None
-
-    def vector_len(self, i: int) -> int:
-        o = self._off(i)
-        return self.t.VectorLen(o) if o else 0
-
-    def vector_start(self, i: int) -> int:
-        return self.t.Vector(self._off(i))
-
-    def tables(self, i: int) -> list["_T"]:
-        n = self.vector_len(i)
-        if not n:
-            return []
-        start = self.t.Vector(self._off(i))
-        return [_T(self.t.Bytes, self.t.Indirect(start + 4 * k)) for k in range(n)]
-
-    def floats(self, i: int) -> list[float]:
-        n = self.vector_len(i)
-        if not n:
-            return []
-        start = self.t.Vector(self._off(i))
-        return list(struct.unpack_from(f"<{n}f", self.t.Bytes, start))
-
-    def union(self, type_field: int) -> tuple[int, "_T | None"]:
-        kind = self.scalar(type_field, N.Uint8Flags, 0)
-        return kind, (self.table(type_field + 1) if kind else None)
-
-
-def _root(data: bytes) -> _T:
-    (pos,) = struct.unpack_from("<I", data, 0)
-    return _T(data, pos)
-
-
 def _metadata_buffer(data: bytes) -> bytes | None:
     """The ModelMetadata flatbuffer stored in Model.buffers[Model.metadata["TFLITE_METADATA"].buffer], if any."""
-    model = _root(data)
+    model = root(data)
     buffers = model.tables(4)
     for entry in model.tables(6):  # Model.metadata: [Metadata{name:string, buffer:uint}]
         if entry.string(0) == METADATA_NAME:
-            index = entry.scalar(1, N.Uint32Flags, 0)
+            index = entry.uint(1)
             if index >= len(buffers) or not buffers[index].has(0):
                 return None
-            start = buffers[index].vector_start(0)
-            return bytes(data[start:start + buffers[index].vector_len(0)])
+            return buffers[index].bytes(0)
     return None
 
 
 def _parse_metadata(meta: bytes, info: ModelInfo) -> None:
     if len(meta) < 8 or meta[4:8] != METADATA_IDENTIFIER:
         return
-    root = _root(meta)  # ModelMetadata
-    info.name, info.description, info.version = root.string(0), root.string(1), root.string(2)
-    subgraphs = root.tables(3)
+    root_table = root(meta)  # ModelMetadata
+    info.name, info.description, info.version = (root_table.string(i) for i in range(3))
+    subgraphs = root_table.tables(3)
     if not subgraphs:
         return
     sub = subgraphs[0]  # SubGraphMetadata
@@ -209,20 +140,20 @@ def _parse_metadata(meta: bytes, info: ModelInfo) -> None:
         if content is not None:
             kind, props = content.union(0)
             if kind == IMAGE_PROPERTIES and props is not None:
-                info.color_space = COLOR_SPACES.get(props.scalar(0, N.Int8Flags, 0), "UNKNOWN")
+                info.color_space = COLOR_SPACES.get(props.signed(0, 1), "UNKNOWN")
                 size = props.table(1)
                 if size is not None:
-                    w, h = size.scalar(0, N.Uint32Flags, 0), size.scalar(1, N.Uint32Flags, 0)
+                    w, h = size.uint(0), size.uint(1)
                     if w and h:
                         info.image_size = (w, h)
         for unit in tensor.tables(4):
             kind, options = unit.union(0)
             if kind == NORMALIZATION_OPTIONS and options is not None:
-                info.mean, info.std = options.floats(0), options.floats(1)
+                info.mean, info.std = list(options.numbers(0, "f")), list(options.numbers(1, "f"))
     # Labels: the first TENSOR_AXIS_LABELS file of the output tensor, else of the subgraph or the model.
-    candidates = [f for t in outputs[:1] for f in t.tables(6)] + sub.tables(4) + root.tables(6)
+    candidates = [f for t in outputs[:1] for f in t.tables(6)] + sub.tables(4) + root_table.tables(6)
     for f in candidates:  # AssociatedFile: name, description, type, locale
-        if f.scalar(2, N.Int8Flags, 0) == TENSOR_AXIS_LABELS and f.string(0):
+        if f.signed(2, 1) == TENSOR_AXIS_LABELS and f.string(0):
             info.labels_file = f.string(0)
             break
 

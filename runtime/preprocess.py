@@ -23,7 +23,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgeclf.errors import ImageError
+from edgeclf.errors import ImageError, os_error_reason
 
 ImageSource = Union[str, os.PathLike, bytes, io.IOBase, Image.Image, np.ndarray]
 
@@ -76,15 +76,15 @@ def _decoding(source):
             yield img
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(name, "file not found", "check the path") from None
-    except IsADirectoryError:
-        raise ImageError(name, "is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(name, "not an image Pillow can read", "remove it or convert it to JPEG/PNG") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(name, f"image too large to decode safely ({exc})", "downscale it first") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
+    except OSError as exc:
+        if exc.errno is not None:  # the file system said no (permissions, missing, a symlink to nowhere)
+            raise ImageError(name, *os_error_reason(exc, name)) from None
+        raise ImageError(name, f"corrupt or truncated image ({exc})", "re-export or remove the file") from None
+    except (SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
         raise ImageError(name, f"corrupt or truncated image ({exc})", "re-export or remove the file") from None
 
 
@@ -146,7 +146,8 @@ def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image file under ``folder`` (recursive, sorted, hidden files skipped)."""
+    """Every image file under ``folder`` (recursive, sorted, hidden files skipped). Image-named symlinks that dangle
+    or loop are listed too, so the caller reports them as skipped (with the reason) instead of never seeing them."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(p for p in folder.rglob("*") if (p.is_file() or (p.is_symlink() and not p.exists()))
+                  and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeclf.errors import MissingDependencyError, UsageError
+from edgeclf.fsutil import check_writable_dir
 
 from .annotate import annotate, caption
 from .sources import OPENCV_INSTALL
@@ -185,6 +186,7 @@ class RecordSink:
         suffix = self.path.suffix.lower()
         if suffix not in self.CODECS:
             raise UsageError(f"--record {path}: unsupported extension", f"use one of {', '.join(self.CODECS)}")
+        check_writable_dir(self.path.parent, "--record")  # before frames flow, not after "recorded ..."
         self.fourcc = cv2.VideoWriter_fourcc(*self.CODECS[suffix])
         self.fps = fps
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from edgeclf.console import progress
-from edgeclf.errors import ImageError
+from edgeclf.errors import ImageError, os_error_reason
 from edgeclf.runtime.preprocess import load_image
 
 # Above this many bytes of decoded pixels, the cache is a memory-mapped file instead of RAM.
@@ -61,7 +61,8 @@ def decode_all(paths: Sequence[Path], image_size: int, *, cache_dir: Path | None
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            return None, f"cannot read file ({exc.strerror or exc})"
+            reason, _ = os_error_reason(exc, path)
+            return None, reason
         digest = hashlib.sha256(data).hexdigest()
         try:
             if not data:

@@ -25,9 +25,7 @@ from edgeclf.fsutil import atomic_path, atomic_write_json
 
 from .model import set_trainable
 
-CHECKPOINT_DIR = ".checkpoint"
-STATE_FILE = "state.json"
-LAST_CHECKPOINT = "last.keras"
+from .preflight import CHECKPOINT_DIR, LAST_CHECKPOINT, STATE_FILE  # noqa: E402 (file names known without TF)
 BEST_WEIGHTS = "best.weights.h5"
 
 

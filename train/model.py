@@ -24,8 +24,7 @@ from edgeclf.errors import UsageError  # noqa: E402
 
 BASE_NAME = "MobileNetV2"
 BASE_LAYER = "mobilenetv2_base"
-ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the widths Keras publishes ImageNet weights for
-MIN_SIZE, MAX_SIZE = 32, 512
+from .options import ALPHAS, MAX_SIZE, MIN_SIZE  # noqa: E402,F401 (defined once, TensorFlow-free)
 
 
 def build_model(num_classes: int, *, alpha: float = 1.0, image_size: int = 224, weights: str | Path | None = "imagenet",

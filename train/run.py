@@ -22,8 +22,7 @@ import numpy as np
 
 from edgeclf.console import note
 from edgeclf.errors import UsageError
-from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir, refuse_clobber, \
-    replace_dir
+from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir, replace_dir
 from edgeclf.manifest import HISTORY_FILE, LABELS_FILE, MODEL_FILE, InputContract, Manifest, load_splits
 from edgeclf.runtime.metrics import score
 
@@ -33,19 +32,11 @@ from .dataset import discover
 from .fit import CHECKPOINT_DIR, TrainState, run_phases
 from .plots import CONFUSION_MATRIX, LEARNING_CURVES, plot_confusion, plot_learning_curves
 from .options import TrainOptions
+from .preflight import check_new_run, check_resume, partial_dir, resume_dirs
 from .splits import make_splits
 
 CACHE_DIR = ".cache"
-PARTIAL_SUFFIX = ".partial"
 CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
-
-
-def default_out(data: str) -> Path:
-    return Path("runs") / (data if data in download.BUILTIN_DATASETS else Path(data).expanduser().resolve().name)
-
-
-def partial_dir(out: Path) -> Path:
-    return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
 def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str | Path | None = None,
@@ -54,6 +45,7 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
     t_start = time.perf_counter()
     state = None
     if resume is not None:
+        check_resume(resume)
         out, staging, state = _open_resume(Path(resume))
         opts = TrainOptions.from_dict(state["options"])
         root = Path(state["data_root"])
@@ -61,14 +53,8 @@ def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str 
              quiet=quiet)
     else:
         opts = opts or TrainOptions()
-        _check_options(opts)
-        out = Path(opts.out).expanduser() if opts.out else default_out(opts.data)
-        opts.out = str(out)
-        refuse_clobber(out, force, "run directory")
+        out = check_new_run(opts, force)
         staging = partial_dir(out)
-        if staging.exists() and not force:
-            raise UsageError(f"{staging} holds an interrupted run",
-                             f"continue it with --resume {out}, or pass --force to start over")
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
             root = _data_root(opts)
     layout = discover(root)
@@ -117,9 +103,10 @@ def _train_staged(opts: TrainOptions, model, layout, state: TrainState, staging:
                        mode=opts.cache)
     decode_s = time.perf_counter() - t0
     items = [(listed[i][0], listed[i][1], listed[i][2], sha) for i, sha in zip(cache.keep, cache.sha256)]
+    _refuse_unreadable_classes(layout, listed, cache)
     if cache.skipped:
-        note(f"skipped {len(cache.skipped)} unreadable image(s), listed in edgeclf.json (dataset.skipped)",
-             quiet=quiet)
+        note(f"skipped {len(cache.skipped)} unreadable image(s), e.g. {cache.skipped[0]['path']}: "
+             f"{cache.skipped[0]['reason']} (all listed in edgeclf.json, dataset.skipped)", quiet=quiet)
     splits, chosen, data_check = datacheck.check_and_split(
         layout, listed, cache, partial(make_splits, layout.root, layout.labels, items, seed=opts.seed,
                                        val_fraction=opts.val_fraction, test_fraction=opts.test_fraction),
@@ -221,36 +208,24 @@ def inference_copy(model):
 
 
 def _open_resume(resume: Path) -> tuple[Path, Path, TrainState]:
-    resume = resume.expanduser()
-    if resume.name.endswith(PARTIAL_SUFFIX):
-        staging, out = resume, resume.with_name(resume.name[: -len(PARTIAL_SUFFIX)])
-    else:
-        out, staging = resume, partial_dir(resume)
-    state = TrainState.load(staging) if staging.is_dir() else None
-    if state is None or "options" not in state.data:
-        if staging.is_dir():
-            raise UsageError(f"--resume {resume}: {staging} was interrupted before training started; nothing to resume",
-                             f"start again with --force --out {out}")
-        if (out / "edgeclf.json").exists():
-            raise UsageError(f"--resume {resume}: that run already finished", "start a new run with another --out")
-        raise UsageError(f"--resume {resume}: no interrupted run found (looked for {staging / CHECKPOINT_DIR})",
-                         "pass the --out of the interrupted run")
-    return out, staging, state
+    """The interrupted run's folders and state (already checked by :func:`preflight.check_resume`)."""
+    out, staging = resume_dirs(resume)
+    return out, staging, TrainState.load(staging)
 
 
-def _check_options(opts: TrainOptions) -> None:
-    for name in ("epochs", "fine_tune_epochs"):
-        if getattr(opts, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
-    if opts.epochs + opts.fine_tune_epochs == 0:
-        raise UsageError("--epochs and --fine-tune-epochs are both 0: nothing to train", "set --epochs 1 or more")
-    if opts.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    if not 0 <= opts.dropout < 1:
-        raise UsageError(f"--dropout {opts.dropout} must be in [0, 1)")
-    for name in ("lr", "fine_tune_lr"):
-        if getattr(opts, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+def _refuse_unreadable_classes(layout, listed: list, cache) -> None:
+    """A class folder whose every image is unreadable: list those files on stderr, then refuse, naming the folder
+    (no edgeclf.json will exist to list them in)."""
+    kept = {(listed[i][0], listed[i][1]) for i in cache.keep}
+    for split, label in dict.fromkeys((s, lab) for s, lab, _ in listed):
+        if (split, label) in kept:
+            continue
+        folder = layout.root / split / label if split else layout.root / label
+        bad = [item for item in cache.skipped if Path(item["path"]).is_relative_to(folder)]
+        for item in bad:
+            note(f"skipped: {item['path']}: {item['reason']}")
+        raise UsageError(f"--data {folder}: class folder has no readable images ({len(bad)} unreadable, listed "
+                         "above)", "replace them with readable images or remove the folder")
 
 
 def _data_root(opts: TrainOptions) -> Path:

@@ -124,7 +124,7 @@ def _carve(items, indices: list[int], label: str, seed: int, fractions: list[flo
     """Shuffle one class deterministically and cut ``len(fractions)`` slices off the front, plus the rest.
     Every slice gets at least one image when the class has enough for all of them."""
     ordered = _sorted(items, indices)
-    key = int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "little")
+    key = int.from_bytes(hashlib.sha256(label.encode("utf-8", "surrogateescape")).digest()[:8], "little")
     perm = np.random.default_rng([seed, key]).permutation(len(ordered))
     shuffled = [ordered[j] for j in perm]
     n = len(shuffled)

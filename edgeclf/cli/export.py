@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, note
-from edgeclf.errors import EdgeclfError, MissingDependencyError
+from edgeclf.errors import EdgeclfError
+from edgeclf.native import import_stage
 
 FORMAT_FLAGS = ("float32", "float16", "dynamic", "int8")
 
@@ -62,13 +63,9 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, io_type, cali
     """
     formats = FORMAT_FLAGS if all_formats else tuple(
         f for f, on in zip(FORMAT_FLAGS, (float32, float16, dynamic, int8)) if on)
-    try:
-        from edgeclf.export.report import gate_message, table
-        from edgeclf.export.run import DEFAULT_FORMATS, ExportOptions, export_run
-    except ImportError as exc:
-        if getattr(exc, "name", None) and exc.name.split(".")[0] in ("tensorflow", "keras"):
-            raise MissingDependencyError("edgeclf export", 'pip install "edgeclf[train]"') from None
-        raise
+    import_stage("edgeclf export", "edgeclf.export.run")  # quietly, or say which extra to install
+    from edgeclf.export.report import gate_message, table
+    from edgeclf.export.run import DEFAULT_FORMATS, ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
                          calibration_samples=calibration_samples, max_drop=max_drop, out=out, force=force,
                          allow_changed=allow_changed, image_size=image_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, format_table, note
-from edgeclf.errors import MissingDependencyError
+from edgeclf.native import import_stage
 
 from edgeclf.train.options import TrainOptions  # dataclass only: importing it needs no TensorFlow
 
@@ -76,18 +76,19 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
       edgeclf train --data photos/ --alpha 0.35 --image-size 96 --out runs/tiny
       edgeclf train --resume runs/photos                         # after Ctrl-C or a kill
     """
-    try:
-        from edgeclf.train.run import train
-    except ImportError as exc:
-        missing = (getattr(exc, "name", None) or "").split(".")[0]
-        if missing in ("tensorflow", "keras", "matplotlib", "h5py") or "tensorflow" in str(exc).lower():
-            raise MissingDependencyError("edgeclf train", 'pip install "edgeclf[train]"') from None
-        raise
+    from edgeclf.train import preflight
+
     opts = TrainOptions(data=data, data_url=data_url, out=out, alpha=alpha, image_size=image_size, weights=weights,
                         epochs=epochs, lr=lr, fine_tune_at=fine_tune_at, fine_tune_epochs=fine_tune_epochs,
                         fine_tune_lr=fine_tune_lr, batch_size=batch_size, dropout=dropout, augment=not no_augment,
                         patience=patience, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                         cache=cache, strict_data=strict_data)
+    # Paths and options first: a mistake is one line in well under a second, before TensorFlow's seconds-long import.
+    if resume is not None:
+        preflight.check_resume(resume)
+    else:
+        preflight.check_new_run(opts, force)
+    train = import_stage("edgeclf train", "edgeclf.train.run").train
     summary = train(opts, force=force, resume=resume, quiet=quiet or as_json)
     if as_json:
         emit_json(summary)
