@@ -197,14 +197,18 @@ def test_click_usage_errors_are_one_line_exit_2(args):
     assert "--help" in result.stderr and "Usage:" not in result.stderr
 
 
-def test_broken_pipe_exits_quietly(tiny_tflite, tmp_path):
-    """`edgeclf predict ... | head -1`: the reader is gone before the output is flushed."""
+@pytest.mark.parametrize("command", [["predict", "{model}", "{folder}", "--json", "-q"],
+                                     ["camera", "{model}", "--source", "{folder}", "--headless", "--max-frames", "3",
+                                      "-q"]])
+def test_broken_pipe_exits_quietly(tiny_tflite, tmp_path, command):
+    """`edgeclf predict ... | head -1`, `camera --headless | head -2`: the reader is gone before output is flushed."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(3):
         synthetic_image(i % 2, i).save(folder / f"p{i}.jpg")
-    proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "predict", str(tiny_tflite("int8")), str(folder),
-                             "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    argv = [a.format(model=tiny_tflite("int8"), folder=folder) for a in command]
+    proc = subprocess.Popen([sys.executable, "-m", "edgeclf", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO_ROOT)
     proc.stdout.close()  # like `head` exiting
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
