@@ -32,7 +32,6 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -41,7 +40,8 @@ from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-FORMATS = ("float32", "float16", "dynamic", "int8")
+FORMATS = ("float32", "float16", "dynamic", "int8", "int16x8")
+CALIBRATED_FORMATS = ("int8", "int16x8")  # need representative images
 DEFAULT_FORMATS = ("float32", "int8")
 IO_TYPES = ("uint8", "int8", "float32")
 DEFAULT_IO = "uint8"
@@ -163,54 +163,82 @@ class Converter:
             self._saved[dtype] = path
         return self._saved[dtype]
 
+    def tflite_converter(self, dtype: str):
+        """A fresh ``TFLiteConverter`` of the ``dtype``-input SavedModel, builtin ops only."""
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model(dtype)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter
+
+    def quietly(self, step, *args, what: str = "int8", **kwargs):
+        """Run one TensorFlow conversion step with its chatter hidden and its errors as :class:`ConversionError`."""
+        try:
+            with _quiet_tensorflow():
+                return step(*args, **kwargs)
+        except EdgeclfError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, RuntimeError, ValueError...
+            raise ConversionError(f"TensorFlow could not convert the model to {what}: {_first_line(exc)}",
+                                  "set EDGECLF_DEBUG=1 to see TensorFlow's full output") from None
+
+    def calibrated(self, images: np.ndarray) -> bytes:
+        """The float model with activation ranges measured on ``images`` (uint8, pinned to 0..255)."""
+        from .quantize import calibrate
+
+        return self.quietly(calibrate, self.tflite_converter("float32"), _pin_input_range(images))
+
     def convert(self, fmt: str, *, io_type: str = DEFAULT_IO, calibration: np.ndarray | None = None,
                 per_channel: bool = True) -> bytes:
-        """The .tflite bytes for ``fmt``; int8 needs ``calibration`` images (N, H, W, 3) uint8 at the model's input
-        size. Raises :class:`ConversionError` with TensorFlow's first line.
+        """The .tflite bytes for ``fmt``; int8 and int16x8 need ``calibration`` images (N, H, W, 3) uint8 at the
+        model's input size. int8 here is the plain full-integer recipe (see :mod:`.int8` for the others). Raises
+        :class:`ConversionError` with TensorFlow's first line.
 
         ``per_channel=False`` quantizes int8 weights per tensor. Never use it for real: MobileNetV2's depthwise
         filters differ too much between channels (measured: cats-vs-dogs test accuracy 97.8 % -> 69.2 %). It
         exists so the tests can make a genuinely degraded model for the gate."""
-        import tensorflow as tf
-
         if fmt not in FORMATS:
             raise UsageError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
         if io_type not in IO_TYPES:
             raise UsageError(f"--io {io_type!r} is not supported", f"use one of: {', '.join(IO_TYPES)}")
-        if fmt == "int8" and (calibration is None or not len(calibration)):
-            raise UsageError("int8 export needs calibration images", "check the training split in splits.json")
-        try:
-            converter = tf.lite.TFLiteConverter.from_saved_model(
-                str(self._saved_model("float32" if fmt == "int8" else "uint8")))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            if fmt == "float16":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.target_spec.supported_types = [tf.float16]
-            elif fmt == "dynamic":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-            elif fmt == "int8":
-                dtype = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_type]
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.inference_input_type = dtype
-                converter.inference_output_type = dtype
-                converter.representative_dataset = _representative(_pin_input_range(calibration))
-                converter._experimental_disable_per_channel = not per_channel
-            with _quiet_tensorflow():
-                data = bytes(converter.convert())
-        except EdgeclfError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, RuntimeError, ValueError...
-            raise ConversionError(f"TensorFlow could not convert the model to {fmt}: {_first_line(exc)}",
-                                  "set EDGECLF_DEBUG=1 to see TensorFlow's full output") from None
-        if fmt == "int8" and io_type in _EXPECTED_INPUT_QUANT:
-            found = tensor_io(data)["input"]["quantization"]
-            scale, zero = _EXPECTED_INPUT_QUANT[io_type]
-            if found is None or abs(found[0] - scale) > 1e-6 or found[1] != zero:
-                raise ConversionError(f"int8 input quantization came out as {found}, expected scale {scale} and "
-                                      f"zero point {zero}", "this is a bug in edgeclf export; please report it")
-        return data
+        if fmt in CALIBRATED_FORMATS and (calibration is None or not len(calibration)):
+            raise UsageError(f"{fmt} export needs calibration images", "check the training split in splits.json")
+        if fmt == "int8":
+            from .int8 import Int8Builder
+            from .recipes import RECIPES
+
+            builder = Int8Builder(self, calibration, io_type=io_type, per_channel=per_channel)
+            return builder.build(RECIPES["full-int8"])
+        if fmt == "int16x8":
+            from .quantize import convert_16x8
+
+            return self.quietly(convert_16x8, self.tflite_converter("float32"), _pin_input_range(calibration),
+                                what=fmt)
+        return self.quietly(_convert_float, self.tflite_converter("uint8"), fmt, what=fmt)
+
+
+def _convert_float(converter, fmt: str) -> bytes:
+    """float32 as is; float16 weights; dynamic range (int8 weights, per-tensor dense layers for tflite-runtime 2.14)."""
+    import tensorflow as tf
+
+    if fmt == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return bytes(converter.convert())
+
+
+def check_input_quantization(data: bytes, io_type: str) -> None:
+    """An integer input must be raw pixels (uint8: scale 1, zero 0; int8: scale 1, zero -128), whatever the recipe."""
+    if io_type not in _EXPECTED_INPUT_QUANT:
+        return
+    found = tensor_io(data)["input"]["quantization"]
+    scale, zero = _EXPECTED_INPUT_QUANT[io_type]
+    if found is None or abs(found[0] - scale) > 1e-6 or found[1] != zero:
+        raise ConversionError(f"int8 input quantization came out as {found}, expected scale {scale} and "
+                              f"zero point {zero}", "this is a bug in edgeclf export; please report it")
 
 
 def convert(model, fmt: str, *, io_type: str = DEFAULT_IO, calibration: np.ndarray | None = None) -> bytes:
@@ -264,14 +292,6 @@ def _pin_input_range(images: np.ndarray) -> np.ndarray:
     if images.max() != 255:
         images[0, 0, -1, :] = 255
     return images
-
-
-def _representative(images: np.ndarray):
-    def generate() -> Iterable[list[np.ndarray]]:
-        for image in images:
-            yield [image[np.newaxis].astype(np.float32)]
-
-    return generate
 
 
 def _schema():

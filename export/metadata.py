@@ -58,7 +58,7 @@ def normalization_for(input_dtype: str) -> tuple[float, float]:
 
 
 def build_contract(*, labels: list[str], width: int, height: int, input_dtype: str, quantization: str, io_type: str,
-                   source: dict | None = None, versions: dict | None = None) -> dict:
+                   source: dict | None = None, versions: dict | None = None, recipe: str | None = None) -> dict:
     """The edgeclf.json packed into the model: everything the runtime needs to feed it, from one file."""
     mean, std = normalization_for(input_dtype)
     return {
@@ -69,6 +69,7 @@ def build_contract(*, labels: list[str], width: int, height: int, input_dtype: s
         "output": {"kind": "probabilities", "classes": len(labels)},
         "quantization": quantization,
         "io": io_type,
+        **({"int8_recipe": recipe} if recipe else {}),
         "source": source or {},
         "versions": {"edgeclf": __version__, **(versions or {})},
     }

@@ -123,5 +123,14 @@ def score(probs: np.ndarray, targets: np.ndarray, labels: list[str], reference: 
     return result
 
 
+def top1_changes(probs: np.ndarray, reference: np.ndarray, paths: list[str], labels: list[str]) -> list[dict]:
+    """The test images whose top-1 differs from the float reference: what a user would see the device change."""
+    predicted, expected = probs.argmax(axis=1), reference.argmax(axis=1)
+    return [{"path": paths[i], "reference": labels[expected[i]], "predicted": labels[predicted[i]],
+             "reference_score": round(float(reference[i, expected[i]]), 4),
+             "score": round(float(probs[i, predicted[i]]), 4)}
+            for i in np.flatnonzero(predicted != expected)]
+
+
 def latency_p50_ms(seconds: list[float]) -> float:
     return round(LatencyStats.from_seconds(seconds).p50, 4)

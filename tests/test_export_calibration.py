@@ -60,7 +60,7 @@ def test_full_export_never_opens_a_test_file_for_calibration(tiny_run, tmp_path)
     subset of the training split, and with the sample covering all of it the opened training files match exactly."""
     splits = load_splits(tiny_run)
     report, opened = opened_during(run_export, tiny_run, tmp_path / "out", ("int8",), max_drop=100.0,
-                                   calibration_samples=5)
+                                   min_agreement=0.0, calibration_samples=5)
     train = {e.path for e in splits.files("train")}
     assert set(report["calibration"]["paths"]) <= train and len(report["calibration"]["paths"]) == 5
     used = {os.path.realpath(Path(splits.root) / p) for p in report["calibration"]["paths"]}

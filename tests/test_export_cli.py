@@ -45,7 +45,8 @@ def run_copy(tiny_run, tmp_path) -> Path:
 
 
 def test_export_writes_models_and_reports_and_prints_a_table(run_copy):
-    result = invoke(run_copy, "--int8", "--float16", "--max-drop", "100", "--calibration-samples", "8")
+    result = invoke(run_copy, "--int8", "--float16", "--max-drop", "100", "--min-agreement", "0",
+                    "--calibration-samples", "8")
     assert result.exit_code == 0, result.output
     out = run_copy / "export"
     assert listing(out) == ["model_float16.tflite", "model_int8.tflite", "report.json", "report.md"]
@@ -62,7 +63,8 @@ def test_export_writes_models_and_reports_and_prints_a_table(run_copy):
 
 def test_default_formats_are_float32_and_int8_and_json_goes_to_stdout(run_copy, tmp_path):
     out = tmp_path / "elsewhere"
-    result = invoke(run_copy, "--out", out, "--json", "--max-drop", "100", "--calibration-samples", "8")
+    result = invoke(run_copy, "--out", out, "--json", "--max-drop", "100", "--min-agreement", "0",
+                    "--calibration-samples", "8")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stdout is pure JSON
     assert [m["file"] for m in report["models"]] == ["model_float32.tflite", "model_int8.tflite"]
@@ -85,7 +87,8 @@ def test_existing_export_is_never_overwritten_without_force(run_copy):
 
 def test_io_int8_names_the_file_and_needs_int8(run_copy):
     assert_one_line_error(invoke(run_copy, "--float32", "--io", "int8"), 2, "--io int8", "--int8")
-    result = invoke(run_copy, "--int8", "--io", "int8", "--max-drop", "100", "--calibration-samples", "8")
+    result = invoke(run_copy, "--int8", "--io", "int8", "--max-drop", "100", "--min-agreement", "0",
+                    "--calibration-samples", "8")
     assert result.exit_code == 0, result.output
     assert (run_copy / "export" / "model_int8_io-int8.tflite").is_file()
 

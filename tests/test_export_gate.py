@@ -20,11 +20,12 @@ def test_impossible_max_drop_fails_the_export_and_keeps_the_marked_model(tiny_ru
     # a drop is at least -100 points (float 0 %, int8 100 %), so --max-drop -101 can never pass
     out = tmp_path / "gated"
     result = CliRunner().invoke(cli, ["export", str(tiny_run), "--int8", "--calibration-samples", "8",
-                                      "--max-drop", "-101", "--out", str(out)])
+                                      "--max-drop", "-101", "--min-agreement", "0", "--out", str(out)])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.output
-    assert re.search(r"validation gate failed: model_int8\.tflite \(int8\): accuracy [\d.]+ % is [-\d.]+ points "
+    assert re.search(r"validation gate failed: model_int8\.tflite \(int8, recipe [\w-]+\): accuracy [\d.]+ % is "
+                     r"[-\d.]+ points "
                      r"below float [\d.]+ % \(--max-drop -101\)", errors[0]), errors[0]
     assert (out / "model_int8.tflite").is_file()  # kept
     report = json.loads((out / "report.json").read_text())
@@ -44,14 +45,16 @@ def test_gate_passes_when_the_drop_is_within_the_limit(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_a_genuinely_degraded_int8_model_fails_the_gate_on_the_real_run(real_run, tmp_path):
     """Per-tensor int8 weights: MobileNetV2's depthwise filters have very different ranges per channel, so one
-    scale per tensor wipes out many of them (measured 97.8 % -> 69.2 % on this test split). Calibration tricks do
+    scale per tensor wipes out many of them (measured 97.8 % -> 69.2 % on this test split). The recipe is forced, so
+    the fallback chain (tests/test_export_int8.py) does not step in. Calibration tricks do
     not degrade it: 4 black, 4 noise or 1 training image all stayed within 0.2 points of float."""
-    report = run_export(real_run, tmp_path / "degraded", ("int8",), per_channel=False)
+    report = run_export(real_run, tmp_path / "degraded", ("int8",), per_channel=False, int8_recipe="full-int8")
     row = report["models"][0]
     assert row["drop_points"] > 5.0, row  # genuinely degraded, not a tweaked threshold
     assert row["agreement"] < 0.95
     assert report["status"] == "failed" and row["status"] == "failed"
     message = gate_message(report)
-    assert "model_int8.tflite (int8)" in message and f"{row['drop_points']:.2f} points below float" in message
+    assert "model_int8.tflite (int8, recipe full-int8)" in message
+    assert f"{row['drop_points']:.2f} points below float" in message
     assert (tmp_path / "degraded" / "model_int8.tflite").is_file()
     assert json.loads((tmp_path / "degraded" / "report.json").read_text())["models"][0]["status"] == "failed"

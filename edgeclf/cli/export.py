@@ -8,23 +8,32 @@ from edgeclf.console import emit_json, note
 from edgeclf.errors import EdgeclfError
 from edgeclf.native import import_stage
 
-FORMAT_FLAGS = ("float32", "float16", "dynamic", "int8")
+RECIPE_NAMES = ("full-int8", "float-head", "float-worst")  # edgeclf.export.recipes.FALLBACK_ORDER (no TF import here)
+
+FORMAT_FLAGS = ("float32", "float16", "dynamic", "int8", "int16x8")
+ALL_FLAG = FORMAT_FLAGS[:4]  # --all: the everyday formats; 16x8 is asked for by name
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=True, dir_okay=True, path_type=str))
 @click.option("--int8", "int8", is_flag=True,
-              help="Full-integer int8 (integer-only builtin ops; calibrated on the training split).")
+              help="int8 for the Pi: tries int8 recipes in order (full-integer first) until one passes the gate.")
 @click.option("--float16", "float16", is_flag=True, help="float16 weights (half the size, float math).")
 @click.option("--dynamic", "dynamic", is_flag=True, help="Dynamic-range: int8 weights, float activations.")
 @click.option("--float32", "float32", is_flag=True, help="Plain float32 (the exact conversion).")
-@click.option("--all", "all_formats", is_flag=True, help="Every format above.")
+@click.option("--all", "all_formats", is_flag=True, help="float32, float16, dynamic and int8.")
+@click.option("--int16x8", "int16x8", is_flag=True,
+              help="int16 activations, int8 weights: closest to float, but slow (no XNNPACK kernels).")
 @click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
               help="Input/output tensor type of the int8 model (uint8: raw camera pixels in, no conversion).")
+@click.option("--int8-recipe", type=click.Choice(RECIPE_NAMES), default=None,
+              help="Force one int8 recipe instead of trying them in order (full-int8: integer-only).")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True, metavar="N",
               help="Training-split images (stratified sample) used to calibrate int8.")
 @click.option("--max-drop", type=float, default=1.0, show_default=True, metavar="POINTS",
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
+@click.option("--min-agreement", type=float, default=99.0, show_default=True, metavar="PERCENT",
+              help="Gate: fail (exit 1) when fewer test images than this keep the float model's top-1.")
 @click.option("--image-size", type=int, default=None, metavar="N",
               help="Export at another square input size (same weights); validation runs at that size.  "
                    "[default: the trained size]")
@@ -34,8 +43,8 @@ FORMAT_FLAGS = ("float32", "float16", "dynamic", "int8")
               help="Validate even if test files are missing or changed since training (counted in the report).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, notes or table; errors only.")
-def command(run_dir, int8, float16, dynamic, float32, all_formats, io_type, calibration_samples, max_drop,
-            image_size, out, force, allow_changed, as_json, quiet) -> None:
+def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_type, int8_recipe, calibration_samples,
+            max_drop, min_agreement, image_size, out, force, allow_changed, as_json, quiet) -> None:
     """Convert a trained run to TFLite, check every model on the test split, and gate on accuracy.
 
     Each model is one self-describing file (labels, input size and normalisation embedded as standard TFLite
@@ -43,31 +52,36 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, io_type, cali
     float32 and int8 are exported: int8 is the model for the Pi, float32 the exact reference it is compared to.
 
     The float Keras model and every exported model are evaluated on exactly the test split in splits.json, with
-    edgeclf's own runtime. A table goes to stderr; report.json and report.md go next to the models. Any format
-    whose accuracy is more than --max-drop points below float fails the export (exit 1); its file is kept and
-    marked failed in the report.
+    edgeclf's own runtime. A table goes to stderr; report.json and report.md go next to the models. A format
+    fails the gate when its accuracy is more than --max-drop points below float, or its top-1 agrees with float
+    on fewer than --min-agreement % of the test images. int8 then tries its next recipe (full-int8, float-head,
+    float-worst: fastest first) and ships the first that passes; report.md lists every attempt and the layers
+    TensorFlow's QuantizationDebugger finds worst. If nothing passes, the export fails (exit 1); the file is
+    kept and marked failed in the report.
 
     \b
     Output (RUN_DIR/export/ or --out):
-      model_float32.tflite  model_float16.tflite  model_dynamic.tflite
+      model_float32.tflite  model_float16.tflite  model_dynamic.tflite  model_int16x8.tflite
       model_int8.tflite     (model_int8_io-int8.tflite, model_int8_io-float32.tflite with --io)
       report.json  report.md
 
     \b
     Examples:
-      edgeclf export runs/catsdogs                      # float32 + int8, gated at 1.0 point
+      edgeclf export runs/catsdogs                      # float32 + int8, gated at 1.0 point / 99 % agreement
+      edgeclf export runs/catsdogs --int8 --int8-recipe full-int8 --min-agreement 0   # integer-only, no fallback
       edgeclf export runs/catsdogs --all --max-drop 0.5
       edgeclf export runs/catsdogs --int8 --io int8 --out /tmp/npu
       edgeclf export runs/catsdogs --int8 --image-size 160 --out runs/catsdogs/export-160
       edgeclf export runs/catsdogs --int8 --json | jq '.models[0].accuracy'
     """
-    formats = FORMAT_FLAGS if all_formats else tuple(
-        f for f, on in zip(FORMAT_FLAGS, (float32, float16, dynamic, int8)) if on)
+    chosen = tuple(f for f, on in zip(FORMAT_FLAGS, (float32, float16, dynamic, int8, int16x8)) if on)
+    formats = tuple(dict.fromkeys((ALL_FLAG if all_formats else ()) + chosen))
     import_stage("edgeclf export", "edgeclf.export.run")  # quietly, or say which extra to install
     from edgeclf.export.report import gate_message, table
     from edgeclf.export.run import DEFAULT_FORMATS, ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
-                         calibration_samples=calibration_samples, max_drop=max_drop, out=out, force=force,
+                         calibration_samples=calibration_samples, max_drop=max_drop, min_agreement=min_agreement,
+                         int8_recipe=int8_recipe, out=out, force=force,
                          allow_changed=allow_changed, image_size=image_size)
     report = export_run(opts, quiet=quiet or as_json)
     if as_json:
@@ -77,5 +91,5 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, io_type, cali
         note(f"wrote {len(report['models'])} model(s), report.json and report.md to {report['out']}")
     failure = gate_message(report)
     if failure:
-        raise EdgeclfError(failure, f"files kept and marked failed in {report['out']}/report.json; "
-                                    "re-export with more --calibration-samples or another format")
+        raise EdgeclfError(failure, f"files kept and marked failed in {report['out']}/report.json (report.md lists "
+                                    "every int8 recipe tried); for fidelity over speed, try --int16x8")

@@ -1,0 +1,74 @@
+"""Where int8 hurts: TensorFlow's QuantizationDebugger, layer by layer, on calibration images.
+
+The debugger runs a copy of the quantized model instrumented with NumericVerify ops: each quantized op is also run
+in float on the same (quantized) input, and the difference is recorded. Divided by the output tensor's
+quantization scale, the RMSE says how many quantization steps a layer is off on average: about 0.29 (1/sqrt(12)) is
+pure rounding; well above that, the layer loses information (clipped ranges, channels that share one scale badly).
+The worst layers are listed in report.md and are the candidates the ``float-worst`` int8 recipe keeps in float.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from .quantize import debug_model, representative
+
+DEBUG_SAMPLES = 32  # the instrumented model runs every op twice with reference kernels: keep it bounded
+ROUNDING_ONLY = 1 / math.sqrt(12)  # RMSE/scale of a layer whose only error is rounding to the nearest step
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One quantized op's error on the debug images."""
+
+    tensor: str  # output tensor name: what the quantizer's ``denylisted_nodes`` takes
+    op: str  # builtin operator, e.g. DEPTHWISE_CONV_2D
+    position: int  # the layer's place among the quantized layers, in execution order (0 = first)
+    rmse_over_scale: float
+    rmse: float
+    max_abs_error: float
+    scale: float
+
+
+def layer_errors(calibrated: bytes, images: np.ndarray, *, per_channel: bool = True) -> list[LayerError]:
+    """Every quantized op's error, worst first, measured on ``images`` ((N, H, W, 3) uint8, at most
+    :data:`DEBUG_SAMPLES` are used)."""
+    import tensorflow as tf
+
+    from .convert import _quiet_tensorflow
+
+    images = np.asarray(images)[:DEBUG_SAMPLES]
+    with _quiet_tensorflow():
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=debug_model(calibrated, per_channel=per_channel),
+            debug_dataset=representative(images))
+        debugger.run()
+    found = [_layer_error(debugger, name, metrics) for name, metrics in debugger.layer_statistics.items()]
+    order = {id(e): i for i, e in enumerate(sorted(found, key=lambda e: e.position))}
+    found = [replace(e, position=order[id(e)]) for e in found]  # op index in the debug model -> layer number
+    return sorted(found, key=lambda e: e.rmse_over_scale, reverse=True)
+
+
+def _layer_error(debugger, name: str, metrics: dict) -> LayerError:
+    """One NumericVerify op's statistics, attributed to the op it checks. Its inputs are the quantized output
+    (scale, zero point) and the float copy, whose name is the op's output tensor in the calibrated model, so in
+    every recipe's model too (the quantized copy gets a suffix in the debug model)."""
+    interpreter = debugger._quant_interpreter  # noqa: SLF001 - the debugger has no public accessor for these
+    quantized, reference = debugger._numeric_verify_op_details[name]["inputs"][:2]  # noqa: SLF001
+    tensor = interpreter._get_tensor_details(quantized, subgraph_index=0)  # noqa: SLF001
+    op_index = debugger._defining_op[quantized]  # noqa: SLF001
+    scale = float(tensor["quantization_parameters"]["scales"][0])
+    rmse = math.sqrt(float(metrics["mean_squared_error"]))
+    return LayerError(tensor=interpreter._get_tensor_details(reference, subgraph_index=0)["name"],  # noqa: SLF001
+                      op=interpreter._get_op_details(op_index)["op_name"],  # noqa: SLF001
+                      position=int(op_index), rmse_over_scale=round(rmse / scale, 4) if scale else math.inf,
+                      rmse=round(rmse, 6), max_abs_error=round(float(metrics["max_abs_error"]), 6), scale=scale)
+
+
+def summary(errors: list[LayerError], images: int, top: int = 10) -> dict:
+    """The report's ``quantization_debugger`` section: the ``top`` worst layers and how many layers there are."""
+    return {"images": int(images), "layers": len(errors), "rounding_only": round(ROUNDING_ONLY, 4),
+            "worst": [asdict(e) for e in errors[:top]]}

@@ -1,0 +1,84 @@
+"""Accuracy-aware int8: calibrate once, find the worst layers once, then try recipes until one passes the gate.
+
+``Int8Builder`` owns the expensive shared steps (the calibrated float model, the QuantizationDebugger's layer list)
+and turns a :class:`~.recipes.Recipe` into .tflite bytes. :func:`first_passing` walks the recipes in order with a
+caller-supplied ``validate(data, recipe) -> row`` and returns the shipped row with every attempt recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgeclf.console import note
+
+from . import debugger, quantize
+from .convert import check_input_quantization
+from .recipes import Recipe
+
+
+class Int8Builder:
+    """int8 models of one Keras model (through ``converter``, a :class:`~.convert.Converter`) from one calibration
+    set; the calibrated model and the debugger's findings are computed on first use and shared by every recipe."""
+
+    def __init__(self, converter, calibration: np.ndarray, *, io_type: str = "uint8", per_channel: bool = True):
+        self.converter = converter
+        self.calibration = calibration
+        self.io_type = io_type
+        self.per_channel = per_channel
+        self._calibrated: dict[bool, bytes] = {}
+        self._errors: list[debugger.LayerError] | None = None
+
+    def calibrated(self, flips: bool = False) -> bytes:
+        if flips not in self._calibrated:
+            images = self.calibration
+            if flips:
+                images = np.concatenate([images, images[:, :, ::-1]])
+            self._calibrated[flips] = self.converter.calibrated(images)
+        return self._calibrated[flips]
+
+    def layer_errors(self) -> list[debugger.LayerError]:
+        """The debugger's per-layer error of plain full-integer int8, worst first."""
+        if self._errors is None:
+            self._errors = self.converter.quietly(debugger.layer_errors, self.calibrated(), self.calibration,
+                                                  per_channel=self.per_channel)
+        return self._errors
+
+    def debugger_summary(self) -> dict:
+        """The report's ``quantization_debugger`` section."""
+        used = min(len(self.calibration), debugger.DEBUG_SAMPLES)
+        return debugger.summary(self.layer_errors(), used)
+
+    def build(self, recipe: Recipe) -> bytes:
+        worst = [e.tensor for e in self.layer_errors()] if recipe.float_worst else []
+        calibrated = self.calibrated(recipe.flip_calibration)
+        data = self.converter.quietly(
+            quantize.quantize, calibrated, io_type=self.io_type, output_type=recipe.output_type(self.io_type),
+            keep_float=recipe.keep_float(worst), per_channel=self.per_channel)
+        check_input_quantization(data, self.io_type)
+        return data
+
+
+def first_passing(recipes: list[Recipe], validate: Callable[[Recipe], dict], *, quiet: bool = False) -> dict:
+    """Try ``recipes`` in order; ``validate(recipe)`` converts, evaluates and gates one, returning its report row
+    (``row["gate_failures"]`` empty when it passes). Returns the first passing row, or else the attempt with the
+    best agreement, with ``row["attempts"]`` listing every attempt made."""
+    attempts, rows = [], []
+    for recipe in recipes:
+        row = validate(recipe)
+        rows.append(row)
+        attempts.append(attempt_summary(row))
+        if not row["gate_failures"]:
+            break
+        if recipe is not recipes[-1]:
+            note(f"int8 recipe {recipe.name} failed the gate ({'; '.join(row['gate_failures'])}); "
+                 f"trying the next recipe", quiet=quiet)
+    shipped = rows[-1] if not rows[-1]["gate_failures"] else max(rows, key=lambda r: (r["agreement"], r["accuracy"]))
+    shipped["attempts"] = attempts
+    return shipped
+
+
+def attempt_summary(row: dict) -> dict:
+    return {key: row.get(key) for key in ("recipe", "accuracy", "agreement", "drop_points", "latency_p50_ms",
+                                          "size_bytes", "gate_failures")}
