@@ -16,9 +16,11 @@ Input/output types:
 
 * float32, float16, dynamic: uint8 RGB in (the graph's own Cast), float32 probabilities out.
 * int8 (full-integer): the graph is re-instantiated with a float32 input so the Cast disappears and every op is
-  integer; the converter then gives it ``--io`` typed input/output. The calibrated input range is pinned to exactly
-  0..255 (see :func:`_pin_input_range`), so a uint8 input has scale 1 / zero point 0 (raw camera pixels go straight
-  in) and an int8 input has scale 1 / zero point -128.
+  integer; the quantizer then gives it ``--io`` typed input/output (recipes with a float head output float32, see
+  :mod:`.recipes`). The calibrated input range is pinned to exactly 0..255 (see :func:`_pin_input_range`), so a
+  uint8 input has scale 1 / zero point 0 (raw camera pixels go straight in) and an int8 input has scale 1 / zero
+  point -128.
+* int16x8 (int16 activations, int8 weights): float32 in and out, the 0..255 pixel values as they are.
 """
 
 from __future__ import annotations

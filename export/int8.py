@@ -42,6 +42,7 @@ class Int8Builder:
         """The debugger's per-layer error of plain full-integer int8, worst first."""
         if self._errors is None:
             self._errors = self.converter.quietly(debugger.layer_errors, self.calibrated(), self.calibration,
+                                                  model=self.converter.model,
                                                   per_channel=self.per_channel)
         return self._errors
 

@@ -154,13 +154,14 @@ def _attempts_md(report: dict) -> list[str]:
 def _debugger_md(debug: dict | None) -> list[str]:
     if not debug:
         return []
-    rows = [[i + 1, e["op"], e["position"], f"{e['rmse_over_scale']:.3f}", f"{e['rmse']:.4g}", f"`{e['tensor']}`"]
+    rows = [[i + 1, f"`{e['layer']}`", e["op"], e["position"], f"{e['rmse_over_scale']:.3f}", f"{e['rmse']:.4g}"]
             for i, e in enumerate(debug["worst"])]
     return ["", "## Where int8 loses precision (QuantizationDebugger)", "",
             f"Plain full-integer int8, {debug['layers']} quantized layers measured on {debug['images']} calibration "
             f"images: each op is re-run in float on the same input and compared. RMSE / scale is the error in "
-            f"quantization steps; {debug['rounding_only']:.2f} is rounding alone. The worst layers:", "",
-            format_table(rows, ["#", "op", "op index", "RMSE/scale", "RMSE", "output tensor"], align="rlrrrl")]
+            f"quantization steps; {debug['rounding_only']:.2f} is rounding alone. The worst layers (their full "
+            f"tensor names, which `float-worst` keeps in float, are in report.json):", "",
+            format_table(rows, ["#", "Keras layer", "op", "layer no.", "RMSE/scale", "RMSE"], align="rllrrr")]
 
 
 CHANGES_LISTED = 20

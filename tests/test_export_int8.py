@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 from edgeclf.export.recipes import FALLBACK_ORDER, RECIPES
+from edgeclf.train.model import BASE_LAYER
 
 from tests.fixtures.models import run_export
 
@@ -53,11 +54,24 @@ def builder(tiny_run):
         yield Int8Builder(converter, images)
 
 
-def test_calibrate_then_quantize_is_exactly_the_converters_int8(builder):
-    """The module docstring's claim: same options, same bytes as TFLiteConverter.convert()."""
+def outputs(data: bytes, images: np.ndarray) -> np.ndarray:
+    from edgeclf.runtime.interpreter import load_interpreter
+
+    interpreter, _ = load_interpreter("<bytes>", model_content=data)
+    rows = []
+    for x in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x[np.newaxis])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+    return np.stack(rows)
+
+
+def test_calibrate_then_quantize_is_the_converters_int8(builder):
+    """The module docstring's claim: same options, same model as TFLiteConverter.convert() (same operators and
+    quantized weights, so bit-identical outputs; only the flatbuffer's layout differs)."""
     import tensorflow as tf
 
-    from edgeclf.export.convert import _pin_input_range
+    from edgeclf.export.convert import _pin_input_range, op_set, tensor_io
     from edgeclf.export.quantize import representative
 
     converter = builder.converter.tflite_converter("float32")
@@ -66,7 +80,9 @@ def test_calibrate_then_quantize_is_exactly_the_converters_int8(builder):
     converter.inference_input_type = converter.inference_output_type = tf.uint8
     converter.representative_dataset = representative(_pin_input_range(builder.calibration))
     direct = builder.converter.quietly(lambda: bytes(converter.convert()))
-    assert builder.build(RECIPES["full-int8"]) == direct
+    ours = builder.build(RECIPES["full-int8"])
+    assert op_set(ours) == op_set(direct) and tensor_io(ours) == tensor_io(direct)
+    np.testing.assert_array_equal(outputs(ours, builder.calibration), outputs(direct, builder.calibration))
 
 
 def test_each_recipe_keeps_in_float_what_it_says(builder):
@@ -94,8 +110,13 @@ def test_the_debugger_names_real_layers_of_the_model(builder):
     for e in errors:
         assert e.tensor in names, e.tensor  # a tensor of the shipped model, not a debug-model artefact
         assert e.op in set(ops) and e.rmse_over_scale >= 0 and e.scale > 0
-    assert any("block_" in e.tensor for e in errors)  # Keras layer names survive into the tensor names
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {e.op for e in errors}
+    keras_layers = {layer.name for layer in builder.converter.model.layers}
+    keras_layers |= {layer.name for layer in builder.converter.model.get_layer(BASE_LAYER).layers}
+    unknown = {e.layer for e in errors} - keras_layers
+    assert not unknown, unknown  # each is a layer of the Keras model the user trained
+    assert any(e.layer.startswith("block_") for e in errors)  # the MobileNetV2 blocks
+    assert builder.converter.model.layers[-1].name in {e.layer for e in errors}  # and the classifier
 
 
 def test_int8_recipe_forces_one_recipe_and_the_file_says_which(tiny_run, tmp_path):
@@ -133,7 +154,21 @@ def test_a_gate_no_recipe_passes_tries_every_recipe_and_lists_them(tiny_run, tmp
     assert all(f"| {name}" in md for name in FALLBACK_ORDER)
 
 
-def test_io_int8_tries_only_integer_recipes(tiny_run):
+@pytest.mark.parametrize("args, needle", [
+    (["--float32", "--int8-recipe", "float-head"], "--int8-recipe only applies to --int8"),
+    (["--int8", "--int8-recipe", "float-head", "--io", "int8"], "keeps float ops"),
+    (["--int8", "--min-agreement", "nan"], "--min-agreement must be a number"),
+])
+def test_recipe_options_are_checked_before_any_work(tiny_run, tmp_path, args, needle):
+    out = tmp_path / "never"
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_io_int8_tries_only_integer_recipes():
     from edgeclf.errors import UsageError
     from edgeclf.export.recipes import attempt_order
 
