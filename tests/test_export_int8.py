@@ -133,7 +133,7 @@ def test_int8_recipe_forces_one_recipe_and_the_file_says_which(tiny_run, tmp_pat
         assert json.loads(zf.read("edgeclf.json"))["int8_recipe"] == "float-head"
     md = (out / "report.md").read_text()
     assert "int8 recipes tried" in md and "Where int8 loses precision" in md
-    assert report["quantization_debugger"]["worst"][0]["tensor"] in md
+    assert f"`{report['quantization_debugger']['worst'][0]['layer']}`" in md
 
 
 def test_a_gate_no_recipe_passes_tries_every_recipe_and_lists_them(tiny_run, tmp_path):
