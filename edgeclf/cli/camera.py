@@ -38,8 +38,10 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.
 
     Ctrl-C stops cleanly and prints a summary: frames, mean/p50/p90 latency per stage (capture, preprocess,
-    inference) and FPS. The --serve page shows the camera's picture (the Pi camera's 640x480 main stream, or the
-    file/folder frame as it is) with the top-k scores as bars, the threshold, FPS and per-stage latency. With --headless the summary is also the last JSON line: {"summary": {...}}.
+    inference) and FPS. With --headless the summary is also the last JSON line: {"summary": {...}}.
+
+    The --serve page shows the camera's picture (the Pi camera's 640x480 main stream, or a file/folder frame as it
+    is) with the top-k scores as bars, the threshold, FPS, per-stage latency and a rolling latency chart.
 
     \b
     Examples:

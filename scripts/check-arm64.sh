@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# The runtime on arm64 Debian under qemu-user, as a Raspberry Pi (64-bit Raspberry Pi OS) would run it.
+#
+# For each release (bookworm = Python 3.11, what Raspberry Pi OS bookworm is; trixie = Python 3.13) it installs the
+# BUILT wheel with plain pip into fresh venvs inside an arm64 root file system (runtime only: TensorFlow must not come
+# along) and checks, per numpy major:
+#   * `edgeclf predict --json` on the images gives the same top-1 as on this x86 machine for every image, scores
+#     within one output quantization step (see TOLERANCE);
+#   * `edgeclf camera --source <folder> --headless --max-frames 20` delivers 20 frames and a summary.
+# Variants: numpy2 (pip's choice), numpy1 (pip install 'numpy<2'; bookworm only: no numpy 1.x supports Python 3.13),
+# and readme: the README's Raspberry Pi recipe verbatim (apt's python3-numpy, a --system-site-packages venv, the
+# README's pip line), after which the venv must still import apt's numpy.
+#
+# Emulated timings say nothing about a Pi: this script never prints any (only its own wall time, the CI cost).
+# Root file systems are cached in $EDGECLF_ARM64_CACHE (default /var/cache/edgeclf-arm64), one per release, with
+# pip's download cache; delete the folder to start cold.
+#
+# Usage (as root: debootstrap, chroot and mounts need it; missing Debian packages are installed):
+#   scripts/check-arm64.sh --model MODEL.tflite [--images DIR] [--wheel WHEEL] [--edgeclf HOST_EDGECLF]
+#                          [--releases "bookworm trixie"] [--count 100]
+# Exit status: 0 all checks passed, 1 a check failed, 2 usage.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${EDGECLF_ARM64_CACHE:-/var/cache/edgeclf-arm64}
+MIRROR=${EDGECLF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+RELEASES="bookworm trixie"
+MODEL="" IMAGES="" WHEEL="" HOST_EDGECLF="" COUNT=100
+# int8 outputs are multiples of the output scale (1/256 for a softmax): the same kernels on NEON and on x86 may round
+# one requantization differently, which moves a score by at most one step. Anything more is a real difference.
+TOLERANCE=${EDGECLF_ARM64_TOLERANCE:-0.0040}
+ROOT_PACKAGES=python3,python3-venv,python3-numpy,ca-certificates
+
+die() { echo "check-arm64: $*" >&2; exit 2; }
+say() { echo "check-arm64: $*"; }
+
+parse_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --model) MODEL=$2; shift 2 ;;
+      --images) IMAGES=$2; shift 2 ;;
+      --wheel) WHEEL=$2; shift 2 ;;
+      --edgeclf) HOST_EDGECLF=$2; shift 2 ;;
+      --releases) RELEASES=$2; shift 2 ;;
+      --count) COUNT=$2; shift 2 ;;
+      -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+      *) die "unknown argument $1 (see --help)" ;;
+    esac
+  done
+  [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and bind mounts need it)"
+  [ -n "$MODEL" ] && [ -f "$MODEL" ] || die "--model FILE.tflite is required (an edgeclf export)"
+  IMAGES=${IMAGES:-$REPO/../shared/data/cats_and_dogs_filtered/validation}
+  [ -d "$IMAGES" ] || die "--images $IMAGES: no such folder (the real images are in ../shared)"
+  HOST_EDGECLF=${HOST_EDGECLF:-$REPO/.venv/bin/edgeclf}
+  [ -x "$HOST_EDGECLF" ] || die "--edgeclf $HOST_EDGECLF: not an edgeclf executable (run scripts/setup-dev.sh)"
+}
+
+ensure_tools() {  # Debian packages; binfmt_misc so the kernel hands arm64 binaries to qemu
+  local missing=()
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+  command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+  grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
+    || die "qemu-aarch64 binfmt is registered without the F flag: a chroot cannot find the emulator"
+}
+
+build_wheel() {  # from the files git knows (committed or not), never from build/ or egg-info leftovers
+  [ -n "$WHEEL" ] && { [ -f "$WHEEL" ] || die "--wheel $WHEEL: no such file"; return; }
+  local src="$WORK/src"
+  mkdir -p "$src"
+  (cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$src"
+  "$(dirname "$HOST_EDGECLF")/python" -m build --wheel --outdir "$WORK/dist" "$src" >"$WORK/build.log" 2>&1 \
+    || { tail -5 "$WORK/build.log"; die "building the wheel failed"; }
+  WHEEL=$(ls "$WORK"/dist/edgeclf-*.whl)
+}
+
+pick_images() {  # the first COUNT/n images of each class folder, sorted: real photos, deterministic
+  local classes=("$IMAGES"/*/) per files
+  per=$(( (COUNT + ${#classes[@]} - 1) / ${#classes[@]} ))
+  for dir in "${classes[@]}"; do
+    mkdir -p "$WORK/images/$(basename "$dir")"
+    mapfile -t files < <(find "$dir" -maxdepth 1 -type f -iname '*.jpg' | sort)
+    cp "${files[@]:0:$per}" "$WORK/images/$(basename "$dir")/"
+  done
+  say "$(find "$WORK/images" -type f | wc -l) images from $IMAGES"
+}
+
+bootstrap_root() {  # one cached root per release; built in .partial and renamed, so a killed run leaves no half root
+  local rel=$1 root="$CACHE/$1"
+  if [ -f "$root/.edgeclf-ready" ]; then say "$rel: cached root $root"; return; fi
+  ! grep -q " $root" /proc/self/mounts || die "$root has mounts; refusing to delete it"
+  say "$rel: debootstrap arm64 (cold; minutes)"
+  rm -rf "$root.partial"
+  debootstrap --arch=arm64 --variant=minbase --include="$ROOT_PACKAGES" "$rel" "$root.partial" "$MIRROR" \
+    >"$CACHE/$rel.debootstrap.log" 2>&1 || { tail -5 "$CACHE/$rel.debootstrap.log"; exit 1; }
+  rm -rf "$root" && mv "$root.partial" "$root"
+  touch "$root/.edgeclf-ready"
+}
+
+qemu_major() { qemu-aarch64-static --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p'; }
+
+mount_root() {  # /proc, /dev, DNS, the work folder at /check, pip's cache; an ARM cpuinfo for QEMU < 8
+  local root=$1
+  MOUNTS=()
+  mkdir -p "$root/check" "$CACHE/pip-$(basename "$root")" "$root/var/cache/edgeclf-pip"
+  mount -t proc proc "$root/proc" && MOUNTS+=("$root/proc")
+  mount --bind /dev "$root/dev" && MOUNTS+=("$root/dev")
+  mount --bind "$WORK" "$root/check" && MOUNTS+=("$root/check")
+  mount --bind "$CACHE/pip-$(basename "$root")" "$root/var/cache/edgeclf-pip" && MOUNTS+=("$root/var/cache/edgeclf-pip")
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  if [ "$(qemu_major)" -lt 8 ]; then
+    # QEMU 7.2 shows the guest this machine's x86 /proc/cpuinfo; LiteRT's ARM CPU detection then crashes.
+    mount --bind "$WORK/cpuinfo" "$root/proc/cpuinfo" && MOUNTS+=("$root/proc/cpuinfo")
+  fi
+}
+
+unmount_root() {
+  local i
+  for (( i=${#MOUNTS[@]}-1; i>=0; i-- )); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  MOUNTS=()
+}
+
+write_cpuinfo() {  # a Cortex-A72 (Raspberry Pi 4) in the kernel's arm64 format
+  local cpu
+  for cpu in 0 1 2 3; do
+    printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n'
+    printf 'CPU revision\t: 3\n\n'
+  done >"$WORK/cpuinfo"
+}
+
+in_root() {  # run a shell command inside the arm64 root; QEMU 7.2's default "max" CPU computes wrong answers
+  chroot "$1" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU=cortex-a72 \
+    PIP_CACHE_DIR=/var/cache/edgeclf-pip PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    PIP_PROGRESS_BAR=off /bin/sh -ec "$2"
+}
+
+readme_pip_line() {  # the README's Pi pip command, with ~/edgeclf as $VENV and the package name as the built wheel
+  python3 "$REPO/scripts/arm64_check.py" recipe "$REPO/README.md" pip
+}
+
+variants_for() {  # numpy 1.x has no release for Python 3.13, so trixie cannot have it
+  case "$1" in bookworm) echo "numpy2 numpy1 readme" ;; *) echo "numpy2 readme" ;; esac
+}
+
+install_variant() {  # a fresh venv /tmp/edgeclf-<variant> in the root with the wheel installed the variant's way
+  local root=$1 variant=$2 venv="/tmp/edgeclf-$2" wheel="/check/dist/$(basename "$WHEEL")"
+  case "$variant" in
+    numpy2) in_root "$root" "rm -rf $venv; python3 -m venv $venv; $venv/bin/pip install -q $wheel" ;;
+    numpy1) in_root "$root" "rm -rf $venv; python3 -m venv $venv; $venv/bin/pip install -q $wheel 'numpy<2'" ;;
+    readme)
+      local venv_line pip_line
+      venv_line=$(python3 "$REPO/scripts/arm64_check.py" recipe "$REPO/README.md" venv)
+      pip_line=$(readme_pip_line)
+      in_root "$root" "rm -rf $venv; VENV=$venv; WHEEL=$wheel; $venv_line; $pip_line -q" ;;
+  esac
+}
+
+check_variant() {  # predict + camera in one venv; writes /check/<rel>-<variant>.{jsonl,camera.jsonl,env.json}
+  local root=$1 rel=$2 variant=$3 venv="/tmp/edgeclf-$3" out="/check/$2-$3"
+  in_root "$root" "cd /tmp; $venv/bin/python -c '
+import json, sys, numpy, edgeclf.runtime as r
+from importlib import metadata
+print(json.dumps({\"python\": sys.version.split()[0], \"numpy\": numpy.__version__, \"numpy_file\": numpy.__file__,
+  \"litert\": metadata.version(\"ai-edge-litert\"), \"tensorflow\": \"tensorflow\" in sys.modules,
+  \"packages\": sorted(d.metadata[\"Name\"].lower() for d in metadata.distributions())}))' >$out.env.json
+    $venv/bin/edgeclf predict /check/model.tflite /check/images --json -q >$out.jsonl
+    $venv/bin/edgeclf camera /check/model.tflite --source /check/images --headless --max-frames 20 -q \
+      >$out.camera.jsonl"
+}
+
+check_release() {
+  local rel=$1 root="$CACHE/$1" variant
+  exec 9>"$CACHE/$rel.lock"
+  flock 9  # two runs on one cache take turns
+  bootstrap_root "$rel"
+  mount_root "$root"
+  say "$rel: apt's numpy $(chroot "$root" dpkg-query -W -f='${Version}' python3-numpy), $(chroot "$root" \
+    /usr/bin/env QEMU_CPU=cortex-a72 python3 --version)"
+  for variant in $(variants_for "$rel"); do
+    say "$rel/$variant: pip install $(basename "$WHEEL") (emulated: slow)"
+    install_variant "$root" "$variant"
+    check_variant "$root" "$rel" "$variant"
+    python3 "$REPO/scripts/arm64_check.py" compare --reference "$WORK/x86.jsonl" --tolerance "$TOLERANCE" \
+      --label "$rel/$variant" --apt-numpy "$(chroot "$root" dpkg-query -W -f='${Version}' python3-numpy)" \
+      "$WORK/$rel-$variant" || FAILED=$((FAILED + 1))
+    CHECKED=$((CHECKED + 1))
+  done
+  in_root "$root" "rm -rf /tmp/edgeclf-*"
+  unmount_root
+  flock -u 9
+}
+
+main() {
+  parse_args "$@"
+  if [ -z "${EDGECLF_ARM64_NS:-}" ]; then  # a private mount namespace: every mount vanishes with this process
+    EDGECLF_ARM64_NS=1 exec unshare --mount --propagation private "$0" "$@"
+  fi
+  local started=$SECONDS
+  mkdir -p "$CACHE"
+  WORK=$(mktemp -d /tmp/edgeclf-arm64.XXXXXX)
+  trap 'unmount_root; rm -rf "$WORK"' EXIT
+  MOUNTS=()
+  FAILED=0 CHECKED=0
+  ensure_tools
+  say "QEMU $(qemu-aarch64-static --version | head -1 | sed 's/.*version //'), CPU cortex-a72; cache $CACHE"
+  build_wheel
+  mkdir -p "$WORK/dist" && cp -n "$WHEEL" "$WORK/dist/" 2>/dev/null || true
+  cp "$MODEL" "$WORK/model.tflite"
+  write_cpuinfo
+  pick_images
+  "$HOST_EDGECLF" predict "$WORK/model.tflite" "$WORK/images" --json -q >"$WORK/x86.jsonl"
+  say "x86 reference: $(wc -l <"$WORK/x86.jsonl") predictions ($(uname -m), $("$HOST_EDGECLF" --version 2>/dev/null \
+    || echo edgeclf))"
+  for rel in $RELEASES; do check_release "$rel"; done
+  say "done in $((SECONDS - started)) s wall (the cost of this check; emulated, not a performance figure)"
+  if [ "$FAILED" -gt 0 ]; then say "FAILED: $FAILED variant(s)"; exit 1; fi
+  [ "$CHECKED" -gt 0 ] || { say "FAILED: no variant was checked (--releases empty?)"; exit 1; }
+  say "all $CHECKED variants agree with x86"
+}
+
+main "$@"
