@@ -126,7 +126,7 @@ def live_run(model: Path, replay: Path, frames: int, viewer: bool) -> dict:
             "label_polls": counts["labels"]}
 
 
-def live_with_viewer(model: Path, replay: Path, frames: int = 1500, rounds: int = 3) -> dict:
+def live_with_viewer(model: Path, replay: Path, frames: int = 800, rounds: int = 3) -> dict:
     runs = []
     for i in range(rounds):
         order = (False, True) if i % 2 == 0 else (True, False)

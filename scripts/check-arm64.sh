@@ -7,7 +7,8 @@
 #   * `edgeclf predict --json` on the images gives the same top-1 as on this x86 machine for every image, scores
 #     within one output quantization step (see TOLERANCE);
 #   * `edgeclf camera --source <folder> --headless --max-frames 20` delivers 20 frames and a summary.
-# Variants: numpy2 (pip's choice), numpy1 (pip install 'numpy<2'; bookworm only: no numpy 1.x supports Python 3.13),
+# Variants: numpy2 (pip's choice), numpy1 (pip install 'numpy<2'; where pip finds no numpy 1.x wheel for Python
+# >= 3.13, as on trixie, this is reported as not applicable instead),
 # and readme: the README's Raspberry Pi recipe verbatim (apt's python3-numpy, a --system-site-packages venv, the
 # README's pip line), after which the venv must still import apt's numpy.
 #
@@ -138,7 +139,7 @@ write_cpuinfo() {  # a Cortex-A72 (Raspberry Pi 4) in the kernel's arm64 format
 
 in_root() {  # run a shell command inside the arm64 root; QEMU 7.2's default "max" CPU computes wrong answers
   chroot "$1" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU=cortex-a72 \
-    PIP_CACHE_DIR=/var/cache/edgeclf-pip PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    PIP_CERT=/check/ca.crt PIP_CACHE_DIR=/var/cache/edgeclf-pip PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
     PIP_PROGRESS_BAR=off /bin/sh -ec "$2"
 }
 
@@ -146,15 +147,28 @@ readme_pip_line() {  # the README's Pi pip command, with ~/edgeclf as $VENV and 
   python3 "$REPO/scripts/arm64_check.py" recipe "$REPO/README.md" pip
 }
 
-variants_for() {  # numpy 1.x has no release for Python 3.13, so trixie cannot have it
-  case "$1" in bookworm) echo "numpy2 numpy1 readme" ;; *) echo "numpy2 readme" ;; esac
+numpy1_missing() {  # Python >= 3.13 and pip finds no numpy 1.x wheel for it (numpy 1.x ends before 3.13)
+  in_root "$1" "python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'" || return 1
+  ! in_root "$1" "python3 $PIP_WHEEL download -q --no-deps --only-binary=:all: -d /tmp/edgeclf-probe 'numpy<2'" \
+    >/dev/null 2>&1
+}
+
+fetch_pip() {  # pip's own wheel from PyPI (cached), run as `python pip.whl/pip` inside the root
+  mkdir -p "$CACHE/pip-wheel" "$WORK/pip"
+  ls "$CACHE"/pip-wheel/pip-*.whl >/dev/null 2>&1 || "$(dirname "$HOST_EDGECLF")/python" -m pip download -q \
+    --no-deps --only-binary=:all: -d "$CACHE/pip-wheel" pip
+  cp "$(ls "$CACHE"/pip-wheel/pip-*.whl | tail -1)" "$WORK/pip/"
+  PIP_WHEEL="/check/pip/$(basename "$(ls "$WORK"/pip/pip-*.whl)")/pip"
 }
 
 install_variant() {  # a fresh venv /tmp/edgeclf-<variant> in the root with the wheel installed the variant's way
   local root=$1 variant=$2 venv="/tmp/edgeclf-$2" wheel="/check/dist/$(basename "$WHEEL")"
   case "$variant" in
-    numpy2) in_root "$root" "rm -rf $venv; python3 -m venv $venv; $venv/bin/pip install -q $wheel" ;;
-    numpy1) in_root "$root" "rm -rf $venv; python3 -m venv $venv; $venv/bin/pip install -q $wheel 'numpy<2'" ;;
+    # Plain venvs skip ensurepip (minutes under emulation) and run pip from its wheel: the same pip, not installed.
+    numpy2) in_root "$root" "rm -rf $venv; python3 -m venv --without-pip $venv; $venv/bin/python $PIP_WHEEL install \
+              -q $wheel" ;;
+    numpy1) in_root "$root" "rm -rf $venv; python3 -m venv --without-pip $venv; $venv/bin/python $PIP_WHEEL install \
+              -q --only-binary=numpy $wheel 'numpy<2'" ;;
     readme)
       local venv_line pip_line
       venv_line=$(python3 "$REPO/scripts/arm64_check.py" recipe "$REPO/README.md" venv)
@@ -184,7 +198,11 @@ check_release() {
   mount_root "$root"
   say "$rel: apt's numpy $(chroot "$root" dpkg-query -W -f='${Version}' python3-numpy), $(chroot "$root" \
     /usr/bin/env QEMU_CPU=cortex-a72 python3 --version)"
-  for variant in $(variants_for "$rel"); do
+  for variant in numpy2 numpy1 readme; do
+    if [ "$variant" = numpy1 ] && numpy1_missing "$root"; then
+      say "$rel/numpy1: not applicable: pip finds no numpy 1.x wheel for this Python (numpy 1.x ends before 3.13)"
+      continue
+    fi
     say "$rel/$variant: pip install $(basename "$WHEEL") (emulated: slow)"
     install_variant "$root" "$variant"
     check_variant "$root" "$rel" "$variant"
@@ -212,8 +230,11 @@ main() {
   ensure_tools
   say "QEMU $(qemu-aarch64-static --version | head -1 | sed 's/.*version //'), CPU cortex-a72; cache $CACHE"
   build_wheel
+  fetch_pip
   mkdir -p "$WORK/dist" && cp -n "$WHEEL" "$WORK/dist/" 2>/dev/null || true
   cp "$MODEL" "$WORK/model.tflite"
+  # pip in the root trusts what this machine trusts (an HTTPS proxy's CA, if there is one)
+  cp "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" "$WORK/ca.crt"
   write_cpuinfo
   pick_images
   "$HOST_EDGECLF" predict "$WORK/model.tflite" "$WORK/images" --json -q >"$WORK/x86.jsonl"
