@@ -88,19 +88,25 @@ def _viewer(url: str, stop: threading.Event, counts: dict) -> None:
     """What the page asks of the server: the MJPEG stream, and /label four times a second."""
     def poll():
         while not stop.is_set():
-            with urllib.request.urlopen(url + "label", timeout=10) as r:
-                r.read()
+            try:
+                with urllib.request.urlopen(url + "label", timeout=10) as r:
+                    r.read()
+            except OSError:  # the run ended and the server went away
+                return
             counts["labels"] += 1
             stop.wait(0.25)
 
     threading.Thread(target=poll, daemon=True).start()
-    with urllib.request.urlopen(url + "stream.mjpg", timeout=30) as r:
-        while not stop.is_set():
-            chunk = r.read1(65536)
-            if not chunk:
-                break
-            counts["bytes"] += len(chunk)
-            counts["parts"] += chunk.count(b"--edgeclfframe")
+    try:
+        with urllib.request.urlopen(url + "stream.mjpg", timeout=30) as r:
+            while not stop.is_set():
+                chunk = r.read1(65536)
+                if not chunk:
+                    break
+                counts["bytes"] += len(chunk)
+                counts["parts"] += chunk.count(b"--edgeclfframe")
+    except OSError:
+        pass
 
 
 def live_run(model: Path, replay: Path, frames: int, viewer: bool) -> dict:
@@ -141,7 +147,9 @@ def to_markdown(result: dict) -> str:
     m, t, f, live = result["machine"], result["threads"], result["throughput"], result["live"]
     lines = [f"# Runtime scaling on {m['cpu_model']} ({m['usable_cores']} usable cores), {m['recorded'][:10]}", "",
              f"Model: `{result['model']}`, {result['backend']}. Produced by `python -m benchmarks.runtime_scaling`.",
-             "", "## Threads (Classifier on a ready frame, interleaved blocks)", "",
+             "", f"Load average at the end (1, 5, 15 min): {m.get('load_average')} on {m['usable_cores']} cores: "
+             "other jobs shared the machine, so absolute times are contention-bound; the comparisons within each "
+             "table were measured side by side (interleaved or alternating).", "", "## Threads (Classifier on a ready frame, interleaved blocks)", "",
              "| threads | p50 ms | speed-up vs 1 |", "|---:|---:|---:|"]
     lines += [f"| {n} | {t['p50_ms'][n]} | {t['speedup_vs_1'][n]}x |" for n in t["p50_ms"]]
     lines += ["", f"The default is every usable core: {t['usable_cores']} here.", "",
@@ -158,6 +166,11 @@ def to_markdown(result: dict) -> str:
     lines += [f"| {i + 1} | {'yes' if r['viewer'] else 'no'} | {r['fps']} | {r['mjpeg_parts']} | "
               f"{r['inference_p50_ms']} |" for i, r in enumerate(live["runs"])]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_markdown(json_path: Path) -> None:
+    """Regenerate the .md beside a recorded .json (after a change to the report's wording)."""
+    json_path.with_suffix(".md").write_text(to_markdown(json.loads(json_path.read_text())))
 
 
 def main(argv=None) -> dict:
