@@ -5,7 +5,7 @@
 # BUILT wheel with plain pip into fresh venvs inside an arm64 root file system (runtime only: TensorFlow must not come
 # along) and checks, per numpy major:
 #   * `edgeclf predict --json` on the images gives the same top-1 as on this x86 machine for every image, scores
-#     within one output quantization step (see TOLERANCE);
+#     within four output quantization steps (see TOLERANCE);
 #   * `edgeclf camera --source <folder> --headless --max-frames 20` delivers 20 frames and a summary.
 # Variants: numpy2 (pip's choice), numpy1 (pip install 'numpy<2'; where pip finds no numpy 1.x wheel for Python
 # >= 3.13, as on trixie, this is reported as not applicable instead),
@@ -27,9 +27,12 @@ CACHE=${EDGECLF_ARM64_CACHE:-/var/cache/edgeclf-arm64}
 MIRROR=${EDGECLF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RELEASES="bookworm trixie"
 MODEL="" IMAGES="" WHEEL="" HOST_EDGECLF="" COUNT=100
-# int8 outputs are multiples of the output scale (1/256 for a softmax): the same kernels on NEON and on x86 may round
-# one requantization differently, which moves a score by at most one step. Anything more is a real difference.
-TOLERANCE=${EDGECLF_ARM64_TOLERANCE:-0.0040}
+# int8 outputs are multiples of the output scale (1/256 for a softmax). XNNPACK's NEON and x86 kernels may round an
+# intermediate requantization differently, and a one-step difference inside the network can move the output by a few
+# steps: measured 0 steps on the real cats-vs-dogs model, up to 3 (0.0117) on the tests' tiny 24x20 model. The
+# tolerance is 4 steps (0.016); every top-1 must agree regardless. A real porting bug (wrong CPU features, wrong
+# preprocessing) moves scores by far more and flips labels.
+TOLERANCE=${EDGECLF_ARM64_TOLERANCE:-0.016}
 ROOT_PACKAGES=python3,python3-venv,python3-numpy,ca-certificates
 
 die() { echo "check-arm64: $*" >&2; exit 2; }
@@ -149,8 +152,8 @@ readme_pip_line() {  # the README's Pi pip command, with ~/edgeclf as $VENV and 
 
 numpy1_missing() {  # Python >= 3.13 and pip finds no numpy 1.x wheel for it (numpy 1.x ends before 3.13)
   in_root "$1" "python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'" || return 1
-  ! in_root "$1" "python3 $PIP_WHEEL download -q --no-deps --only-binary=:all: -d /tmp/edgeclf-probe 'numpy<2'" \
-    >/dev/null 2>&1
+  ! in_root "$1" "python3 $PIP_WHEEL download -q $PIP_OFFLINE --no-deps --only-binary=:all: -d /tmp/edgeclf-probe \
+    'numpy<2'" >/dev/null 2>&1
 }
 
 fetch_pip() {  # pip's own wheel from PyPI (cached), run as `python pip.whl/pip` inside the root
@@ -161,19 +164,32 @@ fetch_pip() {  # pip's own wheel from PyPI (cached), run as `python pip.whl/pip`
   PIP_WHEEL="/check/pip/$(basename "$(ls "$WORK"/pip/pip-*.whl)")/pip"
 }
 
+download_wheels() {  # this machine's pip fetches the arm64 wheels (emulated TLS downloads crawl, and proxies reset
+  # them); pip in the root then resolves and installs from them alone (--no-index), so no package comes from elsewhere
+  local rel=$1 pyver=$2 spec
+  mkdir -p "$WORK/wheels-$rel"
+  for spec in "" "numpy<2" "numpy==$3"; do
+    "$(dirname "$HOST_EDGECLF")/python" -m pip download -q --only-binary=:all: --implementation cp \
+      --python-version "$pyver" --platform manylinux2014_aarch64 --platform "manylinux_2_17_aarch64" \
+      --platform manylinux_2_28_aarch64 -d "$WORK/wheels-$rel" "$WHEEL" $spec 2>/dev/null \
+      || [ "$spec" = "numpy<2" ] || { echo "check-arm64: pip download for $rel ${spec:-(default)} failed"; exit 1; }
+  done
+  PIP_OFFLINE="--no-index --find-links /check/wheels-$rel"
+}
+
 install_variant() {  # a fresh venv /tmp/edgeclf-<variant> in the root with the wheel installed the variant's way
   local root=$1 variant=$2 venv="/tmp/edgeclf-$2" wheel="/check/dist/$(basename "$WHEEL")"
   case "$variant" in
     # Plain venvs skip ensurepip (minutes under emulation) and run pip from its wheel: the same pip, not installed.
     numpy2) in_root "$root" "rm -rf $venv; python3 -m venv --without-pip $venv; $venv/bin/python $PIP_WHEEL install \
-              -q $wheel" ;;
+              -q $PIP_OFFLINE $wheel" ;;
     numpy1) in_root "$root" "rm -rf $venv; python3 -m venv --without-pip $venv; $venv/bin/python $PIP_WHEEL install \
-              -q --only-binary=numpy $wheel 'numpy<2'" ;;
+              -q $PIP_OFFLINE --only-binary=numpy $wheel 'numpy<2'" ;;
     readme)
       local venv_line pip_line
       venv_line=$(python3 "$REPO/scripts/arm64_check.py" recipe "$REPO/README.md" venv)
       pip_line=$(readme_pip_line)
-      in_root "$root" "rm -rf $venv; VENV=$venv; WHEEL=$wheel; $venv_line; $pip_line -q" ;;
+      in_root "$root" "rm -rf $venv; VENV=$venv; WHEEL=$wheel; $venv_line; $pip_line -q $PIP_OFFLINE" ;;
   esac
 }
 
@@ -196,8 +212,12 @@ check_release() {
   flock 9  # two runs on one cache take turns
   bootstrap_root "$rel"
   mount_root "$root"
-  say "$rel: apt's numpy $(chroot "$root" dpkg-query -W -f='${Version}' python3-numpy), $(chroot "$root" \
-    /usr/bin/env QEMU_CPU=cortex-a72 python3 --version)"
+  local apt_numpy pyver
+  apt_numpy=$(chroot "$root" dpkg-query -W -f='${Version}' python3-numpy)
+  pyver=$(chroot "$root" /usr/bin/env QEMU_CPU=cortex-a72 python3 -c 'import sys; print("%d%d" % sys.version_info[:2])')
+  say "$rel: apt's numpy $apt_numpy, Python $pyver"
+  apt_numpy=${apt_numpy#*:}
+  download_wheels "$rel" "$pyver" "${apt_numpy%%[-+]*}"
   for variant in numpy2 numpy1 readme; do
     if [ "$variant" = numpy1 ] && numpy1_missing "$root"; then
       say "$rel/numpy1: not applicable: pip finds no numpy 1.x wheel for this Python (numpy 1.x ends before 3.13)"
