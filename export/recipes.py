@@ -2,8 +2,9 @@
 
 ``edgeclf export --int8`` converts with the first recipe of :data:`FALLBACK_ORDER`, validates it on the test split,
 and stops at the first one that passes the gate (``--max-drop`` and ``--min-agreement``); every attempt is recorded
-in the report. The order is fastest first (measured: benchmarks/results/int8-recipes-*.md), so the first recipe
-that passes is the fastest one that passes. ``--int8-recipe NAME`` forces one recipe, gate or not.
+in the report. The order is fastest first (each recipe runs more of the network in float than the one before; see
+benchmarks/results/int8-recipes-*.md), so the first recipe that passes is the fastest one that passes.
+``--int8-recipe NAME`` forces one recipe (it is still gated).
 
 What each recipe changes, and why it helps:
 
@@ -17,7 +18,8 @@ What each recipe changes, and why it helps:
 
 All of them use TFLite builtin ops only (those with float parts need the float kernels every interpreter has), so they
 load in tflite-runtime 2.14 and MediaPipe Tasks. 16x8 (int16 activations) is a separate format (``--int16x8``), not
-a step of this chain: without XNNPACK kernels it is several times slower than float32.
+a step of this chain: XNNPACK has no int16 kernels, so it runs on TFLite's builtin kernels, for users who want
+fidelity over speed.
 """
 
 from __future__ import annotations

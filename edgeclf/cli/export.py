@@ -23,7 +23,7 @@ ALL_FLAG = FORMAT_FLAGS[:4]  # --all: the everyday formats; 16x8 is asked for by
 @click.option("--float32", "float32", is_flag=True, help="Plain float32 (the exact conversion).")
 @click.option("--all", "all_formats", is_flag=True, help="float32, float16, dynamic and int8.")
 @click.option("--int16x8", "int16x8", is_flag=True,
-              help="int16 activations, int8 weights: closest to float, but slow (no XNNPACK kernels).")
+              help="int16 activations, int8 weights: fidelity over speed (no XNNPACK kernels).")
 @click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
               help="Input/output tensor type of the int8 model (uint8: raw camera pixels in, no conversion).")
 @click.option("--int8-recipe", type=click.Choice(RECIPE_NAMES), default=None,
