@@ -55,7 +55,11 @@ def test_manifest_records_contract_recipe_data_versions_and_test_metrics(tiny_ru
     for key, value in TINY_OPTIONS.items():
         if key not in ("weights", "alpha"):
             assert hp[key] == value, key
-    assert hp["augmentation"]["flip"] == "horizontal" and hp["early_stopping"]["monitor"] == "val_loss"
+    assert hp["augmentation"]["flip"] == "horizontal"
+    assert hp["phase1"]["early_stopping"]["monitor"] == hp["phase2"]["early_stopping"]["monitor"] == "val_loss"
+    assert hp["phase1"]["views"] == ["image", "flip"]
+    assert hp["phase1"]["feature_cache"] == {"train": "extracted", "validation": "extracted"}
+    assert hp["distribution"] == {"strategy": "default", "replicas": 1, "devices": None}
     assert m.dataset["fingerprint"] == splits.fingerprint == splits.compute_fingerprint()
     assert m.dataset["counts"]["test"] == {"cats": 4, "dogs": 4}
     assert m.dataset["skipped_count"] == 0
@@ -66,7 +70,7 @@ def test_manifest_records_contract_recipe_data_versions_and_test_metrics(tiny_ru
     assert test["accuracy"] == test["correct"] / 8
     assert set(test["per_class"]) == {"cats", "dogs"}
     assert m.metrics["epochs_run"] == {"phase1": TINY_OPTIONS["epochs"], "phase2": TINY_OPTIONS["fine_tune_epochs"]}
-    assert {"decode_s", "phase1_s", "phase2_s", "total_s"} <= set(m.metrics["timings"])
+    assert {"decode_s", "features_s", "phase1_s", "phase2_s", "total_s"} <= set(m.metrics["timings"])
 
 
 def test_test_metrics_are_reproduced_by_the_saved_model_on_the_recorded_test_files(tiny_run):
@@ -221,10 +225,12 @@ def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path, sig):
     out = tmp_path / "run"
     state_file = tmp_path / "run.partial" / ".checkpoint" / "state.json"
     phase = "1" if sig == signal.SIGKILL else "2"
+    # Phase 1 epochs on cached features take milliseconds: many of them (no early stop) leave time to kill one.
+    epochs1 = 400 if phase == "1" else 3
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = [sys.executable, "-m", "edgeclf", "train", "--data", str(data), "--out", str(out), "--weights", "none",
-            "--alpha", "0.35", "--image-size", "64", "--epochs", "3", "--fine-tune-epochs", "3", "--batch-size", "8",
-            "--patience", "0", "-q"]
+            "--alpha", "0.35", "--image-size", "64", "--epochs", str(epochs1), "--head-patience", "0",
+            "--fine-tune-epochs", "3", "--batch-size", "8", "--patience", "0", "-q"]
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -244,7 +250,8 @@ def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path, sig):
         assert proc.returncode == 130
         assert f"interrupted: continue with  edgeclf train --resume {out}" in stderr
     killed = json.loads(state_file.read_text())
-    assert killed["phase"] == int(phase) and killed["done"][phase] < 3 and not out.exists()
+    assert killed["phase"] == int(phase) and killed["done"][phase] < (epochs1 if phase == "1" else 3)
+    assert not out.exists()
     before = killed["history"]
 
     # The interrupted run blocks a fresh one, and --resume continues it.
@@ -252,10 +259,13 @@ def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path, sig):
     result = run_cli("--resume", out, "--json")
     assert result.exit_code == 0, result.stderr
     history = json.loads((out / "history.json").read_text())["history"]
-    assert [(h["phase"], h["epoch"]) for h in history] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert [(h["phase"], h["epoch"]) for h in history] == [(1, e + 1) for e in range(epochs1)] + [(2, 1), (2, 2),
+                                                                                                 (2, 3)]
     assert history[: len(before)] == before  # finished epochs were kept, not redone
     m = load_manifest(out)
-    assert m.hyperparameters["epochs"] == 3 and m.hyperparameters["batch_size"] == 8  # options came from the run
+    assert m.hyperparameters["epochs"] == epochs1 and m.hyperparameters["batch_size"] == 8  # options from the run
+    if phase == "1":  # the features extracted before the kill were reused, not recomputed
+        assert m.hyperparameters["phase1"]["feature_cache"] == {"train": "reused", "validation": "reused"}
     assert not Path(str(out) + ".partial").exists()
     again = run_cli("--resume", out)
     assert again.exit_code == 2 and "already finished" in again.stderr

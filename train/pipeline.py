@@ -28,7 +28,7 @@ def make_augmenter(seed: int) -> keras.Sequential:
 
 def batches(pixels: np.ndarray, labels: np.ndarray, indices, batch_size: int, *, shuffle: bool = False,
             augment: bool = False, seed: int = 0) -> tf.data.Dataset:
-    """(uint8 images, int32 labels) batches for the cache rows in ``indices``."""
+    """(images, int32 labels) batches for the rows in ``indices`` of ``pixels`` (uint8 images, or float features)."""
     indices = np.asarray(indices, dtype=np.int64)
     size = pixels.shape[1:]
     labels = np.asarray(labels, dtype=np.int32)
@@ -37,7 +37,7 @@ def batches(pixels: np.ndarray, labels: np.ndarray, indices, batch_size: int, *,
         return pixels[batch_idx], labels[batch_idx]
 
     def load(batch_idx):
-        x, y = tf.numpy_function(gather, [batch_idx], (tf.uint8, tf.int32), stateful=False)
+        x, y = tf.numpy_function(gather, [batch_idx], (tf.as_dtype(pixels.dtype), tf.int32), stateful=False)
         x.set_shape((None, *size))
         y.set_shape((None,))
         return x, y

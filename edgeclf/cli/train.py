@@ -29,19 +29,29 @@ D = TrainOptions()
 @click.option("--weights", default=D.weights, show_default=True, metavar="imagenet|none|PATH",
               help="Base weights: imagenet (Keras download cache), none (random), or a no-top .h5 weights file.")
 @click.option("--epochs", type=int, default=D.epochs, show_default=True,
-              help="Phase 1 epochs (base frozen, head trains).")
+              help="Phase 1 MAXIMUM epochs (head on cached features of the frozen base; early stopping usually ends "
+                   "it far sooner, and each epoch takes about a second).")
 @click.option("--lr", type=float, default=D.lr, show_default=True, help="Phase 1 learning rate (Adam).")
+@click.option("--views", type=int, default=D.views, show_default=True,
+              help="Phase 1 feature views per training image: 1 = the image, 2 = + its mirror, 3-6 = + zoom crops.")
+@click.option("--head-patience", type=int, default=D.head_patience, show_default=True,
+              help="Phase 1 early stopping: epochs without validation-loss improvement (0 = off).")
 @click.option("--fine-tune-at", type=int, default=D.fine_tune_at, show_default=True,
               help="Phase 2 unfreezes base layers from this index on (BatchNorm stays frozen).")
 @click.option("--fine-tune-epochs", type=int, default=D.fine_tune_epochs, show_default=True,
-              help="Phase 2 epochs (0 skips fine-tuning).")
+              help="Phase 2 MAXIMUM epochs (early stopping ends it when validation loss stops improving; 0 skips "
+                   "fine-tuning). The learning-rate schedule (1-epoch warm-up, cosine decay) spans this maximum.")
 @click.option("--fine-tune-lr", type=float, default=D.fine_tune_lr, show_default=True,
-              help="Phase 2 learning rate (Adam).")
-@click.option("--batch-size", type=int, default=D.batch_size, show_default=True)
+              help="Phase 2 peak learning rate (Adam).")
+@click.option("--batch-size", type=int, default=D.batch_size, show_default=True,
+              help="Images per batch (per GPU when several are visible: the global batch scales with them).")
 @click.option("--dropout", type=float, default=D.dropout, show_default=True, help="Dropout before the head.")
-@click.option("--no-augment", is_flag=True, help="Turn off random flip/rotation/zoom of training images.")
+@click.option("--label-smoothing", type=float, default=D.label_smoothing, show_default=True,
+              help="Label smoothing of the cross-entropy loss, both phases (0 = off).")
+@click.option("--no-augment", is_flag=True, help="Turn off random flip/rotation/zoom of training images (phase 2).")
 @click.option("--patience", type=int, default=D.patience, show_default=True,
-              help="Early stopping: epochs without validation-loss improvement (0 = off); best weights restored.")
+              help="Phase 2 early stopping: epochs without validation-loss improvement (0 = off); the best weights "
+                   "of either phase are restored.")
 @click.option("--seed", type=int, default=D.seed, show_default=True,
               help="Seed for the splits, shuffling, augmentation and initialisation.")
 @click.option("--val-fraction", type=float, default=D.val_fraction, show_default=True,
@@ -56,14 +66,17 @@ D = TrainOptions()
                    "(default: warn and list them in RUN_DIR/data_check.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes; errors only.")
-def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, fine_tune_at,
-            fine_tune_epochs, fine_tune_lr, batch_size, dropout, no_augment, patience, seed, val_fraction,
-            test_fraction, cache, strict_data, as_json, quiet) -> None:
+def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, views, head_patience,
+            fine_tune_at, fine_tune_epochs, fine_tune_lr, batch_size, dropout, label_smoothing, no_augment, patience,
+            seed, val_fraction, test_fraction, cache, strict_data, as_json, quiet) -> None:
     """Fine-tune MobileNetV2 on labelled photos and write a run directory.
 
-    Phase 1 trains a new head on the frozen ImageNet base; phase 2 fine-tunes the top of the base at a lower
-    learning rate. Splits (train/validation/test) are decided once and recorded in splits.json; the final model is
-    evaluated on the test split and everything lands in OUT/: model.keras, edgeclf.json, splits.json, labels.txt,
+    Phase 1 trains a new head on cached features of the frozen ImageNet base (each training image goes through
+    the base once per view, then many sub-second epochs); phase 2 fine-tunes the top of the base with augmentation,
+    warm-up and cosine decay. Both phases stop early when validation loss stops improving (--epochs and
+    --fine-tune-epochs are maximums) and the best weights are restored. Splits (train/validation/test) are decided
+    once and recorded in splits.json; the final model is evaluated on the test split and everything lands in OUT/:
+    model.keras, edgeclf.json, splits.json, labels.txt,
     history.json, learning_curves.png, confusion_matrix.png, data_check.json (duplicates, leakage, label
     conflicts, class balance: see `edgeclf data check`).
 
@@ -79,8 +92,9 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
     from edgeclf.train import preflight
 
     opts = TrainOptions(data=data, data_url=data_url, out=out, alpha=alpha, image_size=image_size, weights=weights,
-                        epochs=epochs, lr=lr, fine_tune_at=fine_tune_at, fine_tune_epochs=fine_tune_epochs,
-                        fine_tune_lr=fine_tune_lr, batch_size=batch_size, dropout=dropout, augment=not no_augment,
+                        epochs=epochs, lr=lr, views=views, head_patience=head_patience, fine_tune_at=fine_tune_at,
+                        fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr, batch_size=batch_size,
+                        dropout=dropout, label_smoothing=label_smoothing, augment=not no_augment,
                         patience=patience, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                         cache=cache, strict_data=strict_data)
     # Paths and options first: a mistake is one line in well under a second, before TensorFlow's seconds-long import.

@@ -1,0 +1,96 @@
+"""The training record: ``edgeclf train``'s default recipe on both real datasets, and the Keras-tutorial baseline
+side by side with it (same run, same machine, same data, 224 px), written to ``benchmarks/results/``.
+
+Steps, in this order so the ratio pair runs back to back: (1) edgeclf on cats_and_dogs_filtered, (2) the baseline
+(benchmarks/baselines/keras_transfer_learning.py, also scored on edgeclf's 500-image test split), (3) edgeclf on
+clothing-dataset-small. Each step is a fresh process, timed from outside (wall clock and CPU seconds), and the load
+average is sampled around it, because on a shared machine the load decides how far a wall-clock ratio can be trusted.
+
+Run (heavy; niced)::
+
+    nice -n 5 python -m benchmarks.train_record --work /tmp/train-record [--steps cats,baseline,clothing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.recipe_study import DATASETS, WEIGHTS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASELINE = "benchmarks.baselines.keras_transfer_learning"
+
+
+def timed(cmd: list[str], log) -> dict:
+    """Run ``cmd`` and return its wall time, CPU seconds (children) and the load average before and after."""
+    log("$ " + " ".join(cmd))
+    before, load0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), os.getloadavg(), time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"command": " ".join(cmd), "returncode": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "load_before": [round(x, 2) for x in load0], "load_after": [round(x, 2) for x in os.getloadavg()],
+            "stdout": proc.stdout}
+
+
+def edgeclf_step(name: str, work: Path, log) -> dict:
+    out = work / f"edgeclf-{name}"
+    cmd = [sys.executable, "-m", "edgeclf", "train", "--data", str(DATASETS[name]), "--weights", str(WEIGHTS),
+           "--out", str(out), "--force", "--json"]
+    step = timed(cmd, log)
+    summary = json.loads(step.pop("stdout")) if step["returncode"] == 0 else None
+    if summary:
+        manifest = json.loads((out / "edgeclf.json").read_text())
+        step.update(summary=summary, metrics={k: v for k, v in manifest["metrics"].items() if k != "confusion"},
+                    hyperparameters=manifest["hyperparameters"],
+                    history=json.loads((out / "history.json").read_text()))
+    return step
+
+
+def baseline_step(work: Path, log) -> dict:
+    record = work / "baseline.json"
+    cmd = [sys.executable, "-m", BASELINE, "--data", str(DATASETS["cats_and_dogs_filtered"]), "--weights",
+           str(WEIGHTS), "--image-size", "224", "--out", str(work / "keras-baseline"), "--result", str(record),
+           "--splits", str(work / "edgeclf-cats_and_dogs_filtered" / "splits.json")]
+    step = timed(cmd, log)
+    step.pop("stdout")
+    if record.exists():
+        step["result"] = json.loads(record.read_text())
+    return step
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--steps", default="cats,baseline,clothing")
+    p.add_argument("--result", type=Path, help="default: benchmarks/results/train-<machine>-<date>.json")
+    args = p.parse_args(argv)
+    from edgeclf.runtime.machine import machine_info, machine_slug
+
+    info = machine_info()
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    result = args.result or RESULTS / f"train-{machine_slug(info)}-{today}.json"
+    args.work.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {m}", flush=True)  # noqa: E731
+    record = json.loads(result.read_text()) if result.exists() else {"machine": info, "steps": {}}
+    steps = {"cats": lambda: edgeclf_step("cats_and_dogs_filtered", args.work, log),
+             "baseline": lambda: baseline_step(args.work, log),
+             "clothing": lambda: edgeclf_step("clothing-dataset-small", args.work, log)}
+    for name in args.steps.split(","):
+        record["steps"][name] = {**steps[name](), "finished": dt.datetime.now(dt.timezone.utc).isoformat("T", "seconds")}
+        result.write_text(json.dumps(record, indent=1))
+        log(f"{name}: wall {record['steps'][name]['wall_s']} s, rc {record['steps'][name]['returncode']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
