@@ -384,8 +384,8 @@ def test_class_with_no_readable_images_lists_them_and_names_the_folder(tmp_path)
 
 @pytest.fixture
 def interrupted_run(tmp_path):
-    """A .partial run folder as a killed `edgeclf train` leaves it after 1 of 2 phase-1 epochs: state.json written
-    by the real TrainState, last.keras a real (tiny) Keras file."""
+    """A .partial run folder as a killed `edgeclf train` leaves it after 1 of 2 phase-2 epochs (phase 1 off):
+    state.json written by the real TrainState, last.keras a real (tiny) Keras file."""
     from dataclasses import asdict
 
     import keras
@@ -397,9 +397,10 @@ def interrupted_run(tmp_path):
     data = make_dataset(tmp_path / "data", per_class=6)
     out = tmp_path / "run"
     state = TrainState(tmp_path / "run.partial")
-    state["options"] = asdict(TrainOptions(data=str(data), out=str(out), weights="none", epochs=2))
+    state["options"] = asdict(TrainOptions(data=str(data), out=str(out), weights="none", epochs=0,
+                                           fine_tune_epochs=2))
     state["data_root"] = str(data)
-    state["done"]["1"] = 1
+    state["phase"], state["done"]["2"] = 2, 1
     state.save()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.save(state.last_checkpoint)

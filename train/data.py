@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edgeclf.console import note
+from edgeclf.errors import UsageError
 from edgeclf.manifest import Splits
 
 from . import datacheck
@@ -67,6 +69,7 @@ def prepare(layout: DatasetLayout, opts, *, cache_dir: Path, out_dir: Path, quie
                        mode=opts.cache)
     decode_s = time.perf_counter() - t0
     items = [Item(*listed[i], sha) for i, sha in zip(cache.keep, cache.sha256)]
+    _refuse_unreadable_classes(layout, listed, cache)
     split = partial(make_splits, layout.root, layout.labels, items, seed=opts.seed, val_fraction=opts.val_fraction,
                     test_fraction=opts.test_fraction)
     splits, chosen, data_check = datacheck.check_and_split(layout, listed, cache, split, strict=opts.strict_data,
@@ -74,3 +77,18 @@ def prepare(layout: DatasetLayout, opts, *, cache_dir: Path, out_dir: Path, quie
     labels = np.array([layout.labels.index(item.label) for item in items], dtype=np.int32)
     return Prepared(layout=layout, cache=cache, items=items, splits=splits, chosen=chosen, labels=labels,
                     decode_s=decode_s, data_check=data_check)
+
+
+def _refuse_unreadable_classes(layout, listed: list, cache) -> None:
+    """A class folder whose every image is unreadable: list those files on stderr, then refuse, naming the folder
+    (no edgeclf.json will exist to list them in)."""
+    kept = {(listed[i][0], listed[i][1]) for i in cache.keep}
+    for split, label in dict.fromkeys((s, lab) for s, lab, _ in listed):
+        if (split, label) in kept:
+            continue
+        folder = layout.root / split / label if split else layout.root / label
+        bad = [item for item in cache.skipped if Path(item["path"]).is_relative_to(folder)]
+        for item in bad:
+            note(f"skipped: {item['path']}: {item['reason']}")
+        raise UsageError(f"--data {folder}: class folder has no readable images ({len(bad)} unreadable, listed "
+                         "above)", "replace them with readable images or remove the folder")

@@ -23,6 +23,7 @@ PARTIAL_SUFFIX = ".partial"
 CHECKPOINT_DIR = ".checkpoint"
 STATE_FILE = "state.json"
 LAST_CHECKPOINT = "last.keras"
+HEAD_LAST = "head-last.weights.h5"  # phase 1's checkpoint (see edgeclf.train.fit)
 
 
 def default_out(data: str) -> Path:
@@ -49,9 +50,13 @@ def check_new_run(opts: TrainOptions, force: bool) -> Path:
 
 
 def check_options(opts: TrainOptions) -> None:
-    for name in ("epochs", "fine_tune_epochs"):
+    for name in ("epochs", "fine_tune_epochs", "head_patience", "patience"):
         if getattr(opts, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
+    if not 0 <= opts.label_smoothing < 1:
+        raise UsageError(f"--label-smoothing {opts.label_smoothing} must be in [0, 1)")
+    if not 1 <= opts.views <= 6:
+        raise UsageError(f"--views {opts.views} must be 1..6", "1 = the image, 2 = + its mirror, 3-6 = + zoom crops")
     if opts.epochs + opts.fine_tune_epochs == 0:
         raise UsageError("--epochs and --fine-tune-epochs are both 0: nothing to train", "set --epochs 1 or more")
     if opts.batch_size < 1:
@@ -96,7 +101,13 @@ def check_resume(resume: str | Path) -> None:
                          fix) from None
     if "options" not in state:
         _nothing_to_resume(resume, out, staging)
-    if last.exists():
+    if not last.exists() and not int(state["done"].get("2", 0)):  # in phase 1 the checkpoint is the head's weights
+        last = staging / CHECKPOINT_DIR / HEAD_LAST
+    if last.suffix == ".h5":
+        if not last.exists() and done:
+            raise UsageError(f"--resume {resume}: the checkpoint {last} is missing although {state_file.name} "
+                             f"records {done} finished epoch(s)", fix)
+    elif last.exists():
         try:
             with zipfile.ZipFile(last) as archive:
                 broken = archive.testzip()

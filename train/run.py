@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeclf.console import note
 from edgeclf.errors import UsageError
-from edgeclf.fsutil import atomic_write_text, check_writable_dir, refuse_clobber, replace_dir
+from edgeclf.fsutil import atomic_write_text, check_writable_dir, replace_dir
 from edgeclf.manifest import LABELS_FILE, load_splits
 
 from . import download
@@ -27,10 +27,10 @@ from .data import Prepared, prepare
 from .dataset import discover
 from .fit import CHECKPOINT_DIR, PhaseData, TrainState, feature_data, restore_best, run_phase1, run_phase2
 from .options import TrainOptions
+from .preflight import check_new_run, check_resume, partial_dir, resume_dirs
 from .record import weights_label, write_run
 
 CACHE_DIR = ".cache"
-PARTIAL_SUFFIX = ".partial"
 EXTRACT_BATCH = 64  # feature extraction has no gradients to hold: bigger batches are faster on CPU
 TOP_K = 3  # also recorded: how often the true class is among the top 3
 CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
@@ -49,14 +49,6 @@ class Session:
     t_start: float
     quiet: bool = False
     batch_size: int = 32  # global batch: opts.batch_size per replica
-
-
-def default_out(data: str) -> Path:
-    return Path("runs") / (data if data in download.BUILTIN_DATASETS else Path(data).expanduser().resolve().name)
-
-
-def partial_dir(out: Path) -> Path:
-    return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
 def train(opts: TrainOptions | None = None, *, force: bool = False, resume: str | Path | None = None,
@@ -115,8 +107,9 @@ def _prepare_recorded(session: Session, layout) -> Prepared:
     data = prepare(layout, session.opts, cache_dir=session.staging / CACHE_DIR, out_dir=session.staging,
                    quiet=session.quiet)
     if data.cache.skipped:
-        note(f"skipped {len(data.cache.skipped)} unreadable image(s), listed in edgeclf.json (dataset.skipped)",
-             quiet=session.quiet)
+        first = data.cache.skipped[0]
+        note(f"skipped {len(data.cache.skipped)} unreadable image(s), e.g. {first['path']}: {first['reason']} "
+             "(all listed in edgeclf.json, dataset.skipped)", quiet=session.quiet)
     if session.resuming:
         recorded = load_splits(session.staging)
         if recorded.fingerprint != data.splits.fingerprint:
@@ -200,35 +193,18 @@ def _model_for(session: Session, num_classes: int):
 
 def _open_new(opts: TrainOptions | None, force: bool) -> Session:
     opts = opts or TrainOptions()
-    _check_options(opts)
-    out = Path(opts.out).expanduser() if opts.out else default_out(opts.data)
-    opts.out = str(out)
-    refuse_clobber(out, force, "run directory")
-    staging = partial_dir(out)
-    if staging.exists() and not force:
-        raise UsageError(f"{staging} holds an interrupted run",
-                         f"continue it with --resume {out}, or pass --force to start over")
+    out = check_new_run(opts, force)
     with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
         root = _data_root(opts)
-    return Session(opts=opts, out=out, staging=staging, state=TrainState(staging), root=root, resuming=False,
-                   t_start=0.0)
+    return Session(opts=opts, out=out, staging=partial_dir(out), state=TrainState(partial_dir(out)), root=root,
+                   resuming=False, t_start=0.0)
 
 
 def _open_resume(resume: Path, quiet: bool) -> Session:
-    resume = resume.expanduser()
-    if resume.name.endswith(PARTIAL_SUFFIX):
-        staging, out = resume, resume.with_name(resume.name[: -len(PARTIAL_SUFFIX)])
-    else:
-        out, staging = resume, partial_dir(resume)
-    state = TrainState.load(staging) if staging.is_dir() else None
-    if state is None or "options" not in state.data:
-        if staging.is_dir():
-            raise UsageError(f"--resume {resume}: {staging} was interrupted before training started; nothing to resume",
-                             f"start again with --force --out {out}")
-        if (out / "edgeclf.json").exists():
-            raise UsageError(f"--resume {resume}: that run already finished", "start a new run with another --out")
-        raise UsageError(f"--resume {resume}: no interrupted run found (looked for {staging / CHECKPOINT_DIR})",
-                         "pass the --out of the interrupted run")
+    """The interrupted run's folders and state (checked first by :func:`preflight.check_resume`)."""
+    check_resume(resume)
+    out, staging = resume_dirs(resume)
+    state = TrainState.load(staging)
     note(f"resuming {staging} (phase {state['phase']}, epoch {state['done'][str(state['phase'])]} done)", quiet=quiet)
     return Session(opts=TrainOptions.from_dict(state["options"]), out=out, staging=staging, state=state,
                    root=Path(state["data_root"]), resuming=True, t_start=0.0)
@@ -259,25 +235,6 @@ def _finish(session: Session, data: Prepared) -> None:
     data.cache = None
     shutil.rmtree(session.staging / CACHE_DIR, ignore_errors=True)
     replace_dir(session.staging, session.out)
-
-
-def _check_options(opts: TrainOptions) -> None:
-    for name in ("epochs", "fine_tune_epochs", "head_patience", "patience"):
-        if getattr(opts, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
-    if opts.epochs + opts.fine_tune_epochs == 0:
-        raise UsageError("--epochs and --fine-tune-epochs are both 0: nothing to train", "set --epochs 1 or more")
-    if opts.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    if not 0 <= opts.dropout < 1:
-        raise UsageError(f"--dropout {opts.dropout} must be in [0, 1)")
-    if not 0 <= opts.label_smoothing < 1:
-        raise UsageError(f"--label-smoothing {opts.label_smoothing} must be in [0, 1)")
-    if not 1 <= opts.views <= 6:
-        raise UsageError(f"--views {opts.views} must be 1..6", "1 = the image, 2 = + its mirror, 3-6 = + zoom crops")
-    for name in ("lr", "fine_tune_lr"):
-        if getattr(opts, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
 
 
 def _data_root(opts: TrainOptions) -> Path:
