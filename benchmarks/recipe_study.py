@@ -1,17 +1,18 @@
 """The study that chose ``edgeclf train``'s default recipe: recipe variant x dataset -> validation accuracy, wall time.
 
 Defaults are chosen on VALIDATION accuracy only (test accuracy is reported once, for the chosen recipe, by the final
-training records). Two parts:
+training records). Parts:
 
 * ``head``: phase 1 variants (views, learning rate, label smoothing, dropout) on cached pooled features: features of
   every train view and of validation are extracted once per dataset (the expensive part) and each variant then trains
   the head in seconds with early stopping (best weights restored);
-* ``finetune``: a few full two-phase runs (``edgeclf.train.run.train``) that differ in phase 2 only.
+* ``report``: the Markdown table beside the JSON.
 
 Run (heavy; niced)::
 
-    nice -n 5 python -m benchmarks.recipe_study head --work /tmp/study --result benchmarks/results/recipe-study-<machine>-<date>.json
-    nice -n 5 python -m benchmarks.recipe_study finetune --work /tmp/study --result ...same file...
+    nice -n 5 python -m benchmarks.recipe_study head --work /tmp/study \\
+        --result benchmarks/results/recipe-study-<machine>-<date>.json
+    python -m benchmarks.recipe_study report --work /tmp/study --result ...same file... --note "..."
 """
 
 from __future__ import annotations
@@ -94,15 +95,35 @@ def load(result: Path) -> list[dict]:
     return json.loads(result.read_text())["rows"] if result.exists() else []
 
 
+def render(result: Path, notes: list[str]) -> Path:
+    """The study as Markdown beside its JSON: one table per part, recipe variant x dataset."""
+    rows = load(result)
+    lines = [f"# Recipe study: {result.stem}", "", *notes, "",
+             "## Phase 1 on cached features (validation accuracy at the best epoch; chosen on validation only)", "",
+             "| dataset | views | lr | label smoothing | dropout | epochs run | best epoch | val loss | val accuracy "
+             "| wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted((r for r in rows if r["part"] == "head"), key=lambda r: (r["dataset"], r["views"], r["lr"],
+                                                                             r["label_smoothing"], r["dropout"])):
+        lines.append(f"| {r['dataset']} | {r['views']} | {r['lr']:g} | {r['label_smoothing']:g} | {r['dropout']:g} "
+                     f"| {r['epochs']} | {r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
+                     f"| {r['seconds']:.0f} |")
+    md = result.with_suffix(".md")
+    md.write_text("\n".join(lines) + "\n")
+    return md
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["head", "finetune"])
+    p.add_argument("part", choices=["head", "report"])
+    p.add_argument("--note", action="append", default=[], help="a line for the report's preamble")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part == "head":
         head_variants(args.result, args.work)
+    else:
+        print(render(args.result, args.note))
     return 0
 
 

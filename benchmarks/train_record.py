@@ -86,7 +86,8 @@ def main(argv=None) -> int:
              "baseline": lambda: baseline_step(args.work, log),
              "clothing": lambda: edgeclf_step("clothing-dataset-small", args.work, log)}
     for name in args.steps.split(","):
-        record["steps"][name] = {**steps[name](), "finished": dt.datetime.now(dt.timezone.utc).isoformat("T", "seconds")}
+        finished = dt.datetime.now(dt.timezone.utc).isoformat("T", "seconds")
+        record["steps"][name] = {**steps[name](), "finished": finished}
         result.write_text(json.dumps(record, indent=1))
         log(f"{name}: wall {record['steps'][name]['wall_s']} s, rc {record['steps'][name]['returncode']}")
     return 0
