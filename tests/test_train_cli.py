@@ -209,8 +209,10 @@ def test_help_has_examples():
 
 
 def test_without_tensorflow_train_names_the_extra_to_install(tmp_path):
+    data = make_dataset(tmp_path / "data", per_class=2)  # valid: options and paths are checked before the import
     code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
-            "from edgeclf.cli import main; sys.argv = ['edgeclf', 'train', '--data', '.']; main()")
+            f"from edgeclf.cli import main; sys.argv = ['edgeclf', 'train', '--data', {str(data)!r}, '--out', "
+            f"{str(tmp_path / 'run')!r}]; main()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
