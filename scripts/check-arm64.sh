@@ -166,12 +166,14 @@ fetch_pip() {  # pip's own wheel from PyPI (cached), run as `python pip.whl/pip`
 
 download_wheels() {  # this machine's pip fetches the arm64 wheels (emulated TLS downloads crawl, and proxies reset
   # them); pip in the root then resolves and installs from them alone (--no-index), so no package comes from elsewhere
-  local rel=$1 pyver=$2 spec
+  local rel=$1 pyver=$2 glibc=$4 spec minor platforms=(--platform linux_aarch64)
+  for (( minor=17; minor<=${glibc#2.}; minor++ )); do  # every manylinux tag the root's glibc accepts
+    platforms+=(--platform "manylinux_2_${minor}_aarch64")
+  done
   mkdir -p "$WORK/wheels-$rel"
   for spec in "" "numpy<2" "numpy==$3"; do
     "$(dirname "$HOST_EDGECLF")/python" -m pip download -q --only-binary=:all: --implementation cp \
-      --python-version "$pyver" --platform manylinux2014_aarch64 --platform "manylinux_2_17_aarch64" \
-      --platform manylinux_2_28_aarch64 -d "$WORK/wheels-$rel" "$WHEEL" $spec 2>/dev/null \
+      --python-version "$pyver" "${platforms[@]}" -d "$WORK/wheels-$rel" "$WHEEL" $spec 2>/dev/null \
       || [ "$spec" = "numpy<2" ] || { echo "check-arm64: pip download for $rel ${spec:-(default)} failed"; exit 1; }
   done
   PIP_OFFLINE="--no-index --find-links /check/wheels-$rel"
@@ -217,7 +219,8 @@ check_release() {
   pyver=$(chroot "$root" /usr/bin/env QEMU_CPU=cortex-a72 python3 -c 'import sys; print("%d%d" % sys.version_info[:2])')
   say "$rel: apt's numpy $apt_numpy, Python $pyver"
   apt_numpy=${apt_numpy#*:}
-  download_wheels "$rel" "$pyver" "${apt_numpy%%[-+]*}"
+  download_wheels "$rel" "$pyver" "${apt_numpy%%[-+]*}" "$(chroot "$root" /usr/bin/env QEMU_CPU=cortex-a72 \
+    python3 -c 'import platform; print(platform.libc_ver()[1])')"
   for variant in numpy2 numpy1 readme; do
     if [ "$variant" = numpy1 ] && numpy1_missing "$root"; then
       say "$rel/numpy1: not applicable: pip finds no numpy 1.x wheel for this Python (numpy 1.x ends before 3.13)"
