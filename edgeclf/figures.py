@@ -138,7 +138,7 @@ def mistake_tiles(probabilities: np.ndarray, truth, labels: Sequence[str], image
     predicted, score = probabilities.argmax(axis=1), probabilities.max(axis=1)
     wrong = np.flatnonzero(predicted != truth)
     order = wrong[np.argsort(-score[wrong], kind="stable")]
-    return [Tile(images[i], (f"{labels[predicted[i]]} {score[i]:.2f}", f"true: {labels[truth[i]]}",
+    return [Tile(images[i], (f"pred: {labels[predicted[i]]} {score[i]:.2f}", f"true: {labels[truth[i]]}",
                              Path(paths[i]).name)) for i in order]
 
 

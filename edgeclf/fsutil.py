@@ -129,3 +129,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def publish_staged(staging: Path, out: Path, names) -> None:
+    """Move each of ``names`` from ``staging`` into ``out``. A name this run did not produce (an optional output,
+    such as a picture of something that did not happen) is removed from ``out``: what is there afterwards is
+    exactly this run's output, never a stale file from an earlier ``--force`` run beside it."""
+    for name in names:
+        if (Path(staging) / name).exists():
+            os.replace(Path(staging) / name, Path(out) / name)
+        elif (Path(out) / name).exists():
+            os.unlink(Path(out) / name)

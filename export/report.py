@@ -14,6 +14,8 @@ from pathlib import Path
 from edgeclf.console import format_table
 from edgeclf.fsutil import atomic_write_json, atomic_write_text
 
+from . import quality
+
 JSON_NAME = "report.json"
 MD_NAME = "report.md"
 REPORT_FORMAT = "edgeclf.export-report/1"
@@ -122,8 +124,8 @@ def markdown(report: dict) -> str:
     rows = [["keras (float ref)"] + [_pct(report["reference"]["per_class"][k]["accuracy"]) for k in labels]]
     rows += [[r["file"]] + [_pct(r["per_class"][k]["accuracy"]) for k in labels] for r in report["models"]]
     counts = ", ".join(f"{k}: {report['reference']['per_class'][k]['count']}" for k in labels)
-    lines += [format_table(rows, ["model"] + labels), "", f"Test images per class: {counts}.", "",
-              "## Operators", ""]
+    lines += [format_table(rows, ["model"] + labels), "", f"Test images per class: {counts}."]
+    lines += quality.markdown(report) + ["", "## Operators", ""]
     for r in report["models"]:
         lines.append(f"- `{r['file']}` ({r['input']['dtype']} in, {r['output']['dtype']} out): "
                      + ", ".join(r["ops"]))

@@ -24,9 +24,10 @@ import numpy as np
 
 from edgeclf.console import note
 from edgeclf.errors import UsageError
-from edgeclf.fsutil import check_writable_dir, refuse_clobber, staging_dir
+from edgeclf.fsutil import check_writable_dir, publish_staged, refuse_clobber, staging_dir
 from edgeclf.manifest import MODEL_FILE, Manifest, Splits, load_manifest, load_splits
 
+from . import quality
 from . import report as reports
 from .calibration import DEFAULT_SAMPLES, Calibration, load_calibration
 from .convert import (CALIBRATED_FORMATS, DEFAULT_FORMATS, DEFAULT_IO, FORMATS, Converter, input_size,
@@ -97,6 +98,7 @@ class _Work:
     size: tuple[int, int]
     trained_size: tuple[int, int]
     quiet: bool
+    probs: dict[str, np.ndarray] = field(default_factory=dict)  # file name -> its test-split probabilities
 
 
 def output_dir(opts: ExportOptions) -> Path:
@@ -136,6 +138,7 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
     recipes = attempt_order(opts.int8_recipe, opts.io_type) if "int8" in formats else []
     if opts.keep_attempts:
         names += [attempt_filename(model_filename("int8", opts.io_type), r.name) for r in recipes]
+    names += quality.picture_names([model_filename(fmt, _io_for(fmt, opts.io_type)) for fmt in formats])
     for name in names:
         refuse_clobber(out / name, opts.force, "export file")
     return ExportPlan(opts, formats, run_dir, manifest, splits, out, names, recipes)
@@ -184,10 +187,10 @@ def _export(plan: ExportPlan, quiet: bool) -> dict:
                                trained_size=trained_size, test=test, reference=reference, rows=rows,
                                calibration=calibration, seconds=time.time() - started, debugger=debug,
                                options={k: v for k, v in asdict(plan.opts).items() if k != "calibration_images"})
+        report["temperature_scaling"] = quality.calibration_record(plan.manifest, reference_probs, test.targets)
+        quality.draw(report, staging, test, reference_probs, work.probs, plan.labels)
         reports.write(report, staging)
-        for name in plan.names:
-            if (staging / name).exists():  # kept attempts exist only for the recipes tried
-                os.replace(staging / name, plan.out / name)
+        publish_staged(staging, plan.out, plan.names)  # kept attempts and flips exist only when made
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
@@ -259,6 +262,7 @@ def _int8_chain(work: _Work, builder: Int8Builder) -> dict:
 
     row = first_passing(work.plan.recipes, attempt, quiet=work.quiet)
     shutil.copyfile(work.staging / row["file"], work.staging / final)
+    work.probs[final] = work.probs[row["file"]]
     row["file"] = final
     for tried in row["attempts"]:
         if work.plan.opts.keep_attempts:
@@ -293,6 +297,7 @@ def _validate(work: _Work, fmt: str, io_type: str, flat: bytes, name: str, recip
     path = work.staging / name
     path.write_bytes(data)
     probs, seconds, clf = tflite_probabilities(path, work.test.images, labels, quiet=work.quiet)
+    work.probs[name] = probs
     row = score(probs, work.test.targets, labels, work.reference_probs)
     row.update(format=fmt, io=io_type, file=name, size_bytes=len(data), recipe=recipe,
                drop_points=round((work.reference["accuracy"] - row["accuracy"]) * 100, 4),

@@ -345,18 +345,21 @@ def measure(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
 
 
 def _predict_all(clf, items: Sequence[tuple[str, str]], tick) -> dict:
-    """Top-1 label per image (None for unreadable ones, which are listed, not counted)."""
-    predicted, skipped = [], []
+    """Top-1 label and class scores per image (None for unreadable ones, which are listed, not counted)."""
+    predicted, scores, skipped = [], [], []
     for i, (path, _label) in enumerate(items):
         try:
-            predicted.append(clf.labels[int(np.argmax(clf.probabilities(path)))])
+            probs = clf.probabilities(path)
+            predicted.append(clf.labels[int(np.argmax(probs))])
+            scores.append([float(p) for p in probs])
         except ImageError as exc:
             predicted.append(None)
+            scores.append(None)
             skipped.append(str(exc))
         if i % 25 == 24:
             tick(25)
     tick(len(items) % 25)
-    return {"labels": predicted, "skipped": skipped}
+    return {"labels": predicted, "scores": scores, "class_names": list(clf.labels), "skipped": skipped}
 
 
 def _round(value, digits: int = 4):
@@ -432,19 +435,24 @@ def run_task(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
 
 
 def score(items: Sequence[tuple[str, str]], per_model: dict[str, list[str | None]],
-          class_names: Sequence[str] = ()) -> dict:
+          class_names: Sequence[str] = (), scores: dict[str, tuple[list[str], list]] | None = None) -> dict:
     """:func:`.metrics.score` per model (on the images it could read, ``None`` predictions are skipped), and top-1
     agreement of each model with every other on the images all of them could read. ``class_names`` orders
-    ``per_class``; labels seen in ``items`` or predictions but missing from it are appended."""
+    ``per_class``; labels seen in ``items`` or predictions but missing from it are appended. ``scores`` (model ->
+    (its labels, per-image class scores)) adds top-k, calibration and threshold coverage, as export reports them."""
     names = list(dict.fromkeys([*class_names, *(label for _, label in items),
                                 *(p for preds in per_model.values() for p in preds if p is not None)]))
     index = {name: i for i, name in enumerate(names)}
     accuracy = {}
     for model, predicted in per_model.items():
-        scored = [(index[label], index[p]) for p, (_, label) in zip(predicted, items) if p is not None]
-        truth, preds = zip(*scored) if scored else ((), ())
-        accuracy[model] = {**metrics.score(truth, np.asarray(preds, dtype=np.int64), names),
-                           "skipped": len(predicted) - len(scored)}
+        readable = [i for i, p in enumerate(predicted) if p is not None]
+        truth = [index[items[i][1]] for i in readable]
+        outputs = np.asarray([index[predicted[i]] for i in readable], dtype=np.int64)
+        if scores and model in scores:  # the model's score columns, in the order of ``names``
+            model_labels, rows = scores[model]
+            outputs = np.zeros((len(readable), len(names)), np.float32)
+            outputs[:, [index[label] for label in model_labels]] = [rows[i] for i in readable]
+        accuracy[model] = {**metrics.score(truth, outputs, names), "skipped": len(predicted) - len(readable)}
     models = list(per_model)
     common = [i for i in range(len(items)) if all(per_model[m][i] is not None for m in models)]
     pairwise = {}
@@ -493,14 +501,16 @@ def run_benchmark(models: Sequence[str | os.PathLike], config: BenchConfig, *,
         "results": [],
     }
     per_model: dict[str, list] = {}
+    scores: dict[str, tuple] = {}
     for rec in records:
         preds = rec.pop("predictions", None)
         if preds is not None:
             per_model[rec["model"]] = preds["labels"]
+            scores[rec["model"]] = (preds["class_names"], preds["scores"])
             rec["skipped_images"] = preds["skipped"]
         result["results"].append(rec)
     if eval_items:
-        result["accuracy"] = score(eval_items, per_model, infos[0]["labels"])
+        result["accuracy"] = score(eval_items, per_model, infos[0]["labels"], scores)
         result["accuracy"]["images"] = len(eval_items)
         result["accuracy"]["source"] = images_note
         skipped = next((r.get("skipped_images") for r in records if r.get("skipped_images")), [])

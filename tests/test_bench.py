@@ -114,6 +114,9 @@ def test_bench_json_reports_every_measure_for_each_model_and_thread_count(bench_
         a = acc["per_model"][model]
         assert a["accuracy"] == 1.0 and a["correct"] == 16 and a["agreement_with_first"] == 1.0
         assert a["ci95"][0] < 1.0 <= a["ci95"][1] + 1e-9
+        # the keys export's report.json has, from the models' scores (top-k needs 3 classes, these have 2)
+        assert a["macro_f1"] == 1.0 and a["per_class"]["cats"]["f1"] == 1.0 and a["top_k"] == {}
+        assert 0 <= a["ece"] <= 0.5 and a["thresholds"]["0.5"]["coverage"] == 1.0
     assert list(acc["pairwise_agreement"].values()) == [1.0]
     assert data["machine"]["cores"] == os.cpu_count()
 

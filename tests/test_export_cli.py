@@ -49,7 +49,12 @@ def test_export_writes_models_and_reports_and_prints_a_table(run_copy):
                     "--calibration-samples", "8")
     assert result.exit_code == 0, result.output
     out = run_copy / "export"
-    assert listing(out) == ["model_float16.tflite", "model_int8.tflite", "report.json", "report.md"]
+    assert [f for f in listing(out) if not f.endswith(".png")] == ["model_float16.tflite", "model_int8.tflite",
+                                                                   "report.json", "report.md"]
+    pictures = {f for f in listing(out) if f.endswith(".png")}
+    always = {"reliability.png"} | {f"model_{m}-{kind}.png" for m in ("float16", "int8") for kind in ("confusion",
+                                                                                                    "mistakes")}
+    assert always <= pictures <= always | {"model_float16-flips.png", "model_int8-flips.png"}
     assert "model_int8.tflite" in result.stderr and "agreement" in result.stderr  # the table
     report = json.loads((out / "report.json").read_text())
     assert [m["format"] for m in report["models"]] == ["float16", "int8"]

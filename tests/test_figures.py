@@ -55,8 +55,8 @@ def test_mistake_and_flip_tiles_are_ordered_worst_first():
     truth = np.array([1, 1, 0, 2])  # wrong: 0 (0.9), 2 (0.6), 3 (0.5); right: 1
     images = np.zeros((4, 8, 8, 3), np.uint8)
     tiles = figures.mistake_tiles(probs, truth, labels, images, ["p0", "p1", "p2", "p3"])
-    assert [t.lines for t in tiles] == [("a 0.90", "true: b", "p0"), ("c 0.60", "true: a", "p2"),
-                                        ("a 0.50", "true: c", "p3")]
+    assert [t.lines for t in tiles] == [("pred: a 0.90", "true: b", "p0"), ("pred: c 0.60", "true: a", "p2"),
+                                        ("pred: a 0.50", "true: c", "p3")]
     quantized = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.1, 0.3, 0.6], [0.45, 0.5, 0.05]])
     flips = figures.flip_tiles(probs, quantized, truth, labels, images, ["p0", "p1", "p2", "p3"])
     # image 1 lost 0.4 of its float top score, image 3 only 0.05

@@ -71,6 +71,14 @@ def mediapipe_classify(python: Path, model: Path, images: np.ndarray, tmp_path: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def compare_on_test_split(python, model: Path, run_dir: Path, tmp_path) -> tuple[float, dict, list[str], int]:
+    """:func:`compare` on every image of the run's recorded test split: (agreement, MediaPipe's output, labels, n)."""
+    splits = load_splits(run_dir)
+    size = Classifier(model).input_size
+    images = np.stack([load_image(Path(splits.root) / e.path, size) for e in splits.files("test")])
+    return (*compare(python, model, images, tmp_path), len(images))
+
+
 def compare(python, model: Path, images: np.ndarray, tmp_path) -> tuple[float, dict, list[str]]:
     clf = Classifier(model)
     ours = [clf.labels[int(np.argmax(clf.probabilities_from_input(x)))] for x in images]
@@ -104,11 +112,7 @@ def test_mediapipe_reads_tiny_exports_and_agrees_with_the_runtime(mediapipe_pyth
 @pytest.mark.parametrize("name", ["model_int8.tflite", "model_float32.tflite"])
 def test_mediapipe_agrees_with_the_runtime_on_the_real_test_split(mediapipe_python, real_export, real_run, tmp_path,
                                                                   name):
-    model = real_export / name
-    splits = load_splits(real_run)
-    size = Classifier(model).input_size
-    images = np.stack([load_image(Path(splits.root) / e.path, size) for e in splits.files("test")])
-    agreement, theirs, labels = compare(mediapipe_python, model, images, tmp_path)
-    assert len(images) >= 100
+    agreement, theirs, labels, n = compare_on_test_split(mediapipe_python, real_export / name, real_run, tmp_path)
+    assert n >= 100
     assert theirs["labels_txt"] == labels == ["cats", "dogs"]
-    assert agreement >= 0.99, f"MediaPipe {theirs['version']} agrees on only {agreement:.2%} of {len(images)}"
+    assert agreement >= 0.99, f"MediaPipe {theirs['version']} agrees on only {agreement:.2%} of {n}"

@@ -250,7 +250,9 @@ def summary_lines(report: dict, *, per_class: bool = False) -> list[str]:
     if report["unreadable"]:
         lines.append(f"unreadable: {len(report['unreadable'])} file(s) skipped")
     b = report["balance"]
-    if b["ratio"]:
+    if b["ratio"] == 1:
+        lines.append("class balance: every class has the same number of images; no class weights")
+    elif b["ratio"]:
         weighted = "class weights used" if b["class_weight"] else "no class weights (balanced enough)"
         lines.append(f"class balance: largest {b['largest']} is {b['ratio']:g}x the smallest {b['smallest']}; "
                      f"{weighted}")

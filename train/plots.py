@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeclf.figures import CONFUSION_MATRIX, plot_confusion, pyplot, save  # noqa: F401 (run.py draws both)
+from edgeclf.figures import pyplot, save
 
 LEARNING_CURVES = "learning_curves.png"
 

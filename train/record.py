@@ -14,7 +14,7 @@ from edgeclf.fsutil import atomic_path, atomic_write_json
 from edgeclf.manifest import HISTORY_FILE, MODEL_FILE, InputContract, Manifest
 
 from . import download
-from .plots import CONFUSION_MATRIX, LEARNING_CURVES, plot_confusion, plot_learning_curves
+from .plots import LEARNING_CURVES, plot_learning_curves
 
 VIEWS_WHY = ("the image and its horizontal flip: in the recipe study (benchmarks/results/recipe-study-x86_64-xeon-"
              "2core-2026-12-01.md) the mirror view gave the best phase 1 validation accuracy on clothing (85.0 % vs "
@@ -29,7 +29,6 @@ def write_run(session, model, data, metrics: dict, timings: dict, distribution: 
         inference_copy(model).save(tmp)
     atomic_write_json(staging / HISTORY_FILE, {"history": state["history"], "best": state["best"]})
     plot_learning_curves(state["history"], staging / LEARNING_CURVES)
-    plot_confusion(metrics["test"]["confusion"], data.class_names, staging / CONFUSION_MATRIX)
     timings = {k: round(v, 2) for k, v in {**timings, "phase1_s": state["seconds"]["1"],
                                            "phase2_s": state["seconds"]["2"],
                                            "total_s": time.perf_counter() - session.t_start}.items()}
@@ -105,6 +104,7 @@ def _summary(session, data, manifest: Manifest) -> dict:
             "alpha": opts.alpha, "weights": weights_label(opts.weights),
             "counts": {k: sum(v.values()) for k, v in manifest.dataset["counts"].items()},
             "skipped": manifest.dataset["skipped"], "test": _brief(m["test"]), "validation": _brief(m["validation"]),
+            "temperature_scaling": m["temperature_scaling"], "data_check": manifest.dataset["data_check"],
             "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"], "timings": m["timings"],
             "peak_rss_mb": m["peak_rss_mb"]}
 
@@ -133,4 +133,5 @@ def _versions() -> dict:
 
 
 def _brief(m: dict) -> dict:
-    return {k: m[k] for k in ("accuracy", "ci95", "correct", "count", "per_class")}
+    return {k: m[k] for k in ("accuracy", "ci95", "correct", "count", "per_class", "macro_f1", "weighted_f1",
+                              "top_k", "ece", "thresholds")}

@@ -32,7 +32,6 @@ from .record import weights_label, write_run
 
 CACHE_DIR = ".cache"
 EXTRACT_BATCH = 64  # feature extraction has no gradients to hold: bigger batches are faster on CPU
-TOP_K = 3  # also recorded: how often the true class is among the top 3
 CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
 
 
@@ -93,7 +92,7 @@ def _train_staged(session: Session, model, layout, strategy) -> dict:
                resumed=session.resuming, quiet=session.quiet)
     restore_best(model, state)
     t0 = time.perf_counter()
-    metrics = _evaluate(model, data, session.batch_size)
+    metrics = _evaluate(model, data, session.batch_size, session.staging)
     timings = {"decode_s": data.decode_s, "features_s": features_s, "evaluate_s": time.perf_counter() - t0}
     from .distribute import describe
 
@@ -152,21 +151,17 @@ def _phase2_data(data: Prepared, session: Session) -> PhaseData:
     return PhaseData(train=train, validation=val, steps=-(-len(rows("train")) // session.batch_size))
 
 
-def _evaluate(model, data: Prepared, batch_size: int) -> dict:
-    """Score the restored best model on validation and on the untouched test split."""
-    from edgeclf.runtime.metrics import score
-
+def _evaluate(model, data: Prepared, batch_size: int, out_dir: Path) -> dict:
+    """Calibrate the restored best model on validation, then score it on the untouched test split (+ pictures,
+    see :mod:`edgeclf.train.assess`)."""
+    from .assess import assess
     from .pipeline import predict
 
-    metrics = {}
-    for split in ("validation", "test"):
-        probs = predict(model, data.cache.pixels, data.rows(split), batch_size=max(batch_size, 64))
-        truth = data.labels[data.rows(split)]
-        metrics[split] = score(truth, probs, data.class_names)
-        k = min(TOP_K, len(data.class_names))
-        hits = (np.argsort(-probs, axis=1)[:, :k] == truth[:, None]).any(axis=1) if len(truth) else np.zeros(0)
-        metrics[split][f"top{k}_accuracy"] = float(hits.mean()) if len(truth) else None
-    return metrics
+    probs = {split: predict(model, data.cache.pixels, data.rows(split), batch_size=max(batch_size, 64))
+             for split in ("validation", "test")}
+    return assess(model, probs, {split: data.labels[data.rows(split)] for split in probs}, data.class_names,
+                  test_images=data.cache.pixels[data.rows("test")],
+                  test_paths=[e.path for e in data.splits.files("test")], out_dir=out_dir)
 
 
 def _calibrate(model, data: Prepared, seed: int, state: TrainState) -> None:

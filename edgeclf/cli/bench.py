@@ -114,12 +114,19 @@ def render_text(result: dict) -> str:
                           "-" if a["accuracy"] is None else f"{100 * a['accuracy']:.2f}",
                           "-" if lo is None else f"{100 * lo:.1f}-{100 * hi:.1f}",
                           "-" if a["agreement_with_first"] is None else f"{100 * a['agreement_with_first']:.2f}",
-                          a["skipped"]])
+                          *_beyond_accuracy(a), a["skipped"]])
         parts += ["", format_table(arows, ["model", "images", "accuracy %", "95% CI", "agrees w/ first %",
-                                           "skipped"])]
+                                           "top-3 %", "macro F1", "ECE", "skipped"])]
         if acc.get("skipped_files"):
             parts += ["skipped (unreadable):"] + [f"  {s}" for s in acc["skipped_files"]]
     return "\n".join(parts)
+
+
+def _beyond_accuracy(a: dict) -> list[str]:
+    """top-3 accuracy, macro F1 and ECE (the keys export's report uses), "-" where they do not apply."""
+    top3, f1, ece = a.get("top_k", {}).get("3"), a.get("macro_f1"), a.get("ece")
+    return ["-" if top3 is None else f"{100 * top3:.2f}", "-" if f1 is None else f"{f1:.3f}",
+            "-" if ece is None else f"{ece:.3f}"]
 
 
 def _pct(value) -> str:

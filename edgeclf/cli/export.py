@@ -63,7 +63,8 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_t
     Output (RUN_DIR/export/ or --out):
       model_float32.tflite  model_float16.tflite  model_dynamic.tflite  model_int16x8.tflite
       model_int8.tflite     (model_int8_io-int8.tflite, model_int8_io-float32.tflite with --io)
-      report.json  report.md
+      report.json  report.md  reliability.png
+      <model>-confusion.png  <model>-mistakes.png  <model>-flips.png (top-1 changes against float, if any)
 
     \b
     Examples:
@@ -77,6 +78,7 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_t
     chosen = tuple(f for f, on in zip(FORMAT_FLAGS, (float32, float16, dynamic, int8, int16x8)) if on)
     formats = tuple(dict.fromkeys((ALL_FLAG if all_formats else ()) + chosen))
     import_stage("edgeclf export", "edgeclf.export.run")  # quietly, or say which extra to install
+    from edgeclf.export import quality
     from edgeclf.export.report import gate_message, table
     from edgeclf.export.run import DEFAULT_FORMATS, ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
@@ -88,6 +90,7 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_t
         emit_json(report)
     elif not quiet:
         note(table(report))
+        note(quality.console_summary(report))
         note(f"wrote {len(report['models'])} model(s), report.json and report.md to {report['out']}")
     failure = gate_message(report)
     if failure:

@@ -111,8 +111,11 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
 
 
 def render_summary(s: dict) -> str:
-    """The end-of-run table: splits, accuracy with its interval, per-class accuracy, time and memory."""
-    t = s["test"]
+    """The end-of-run table: splits, accuracy with its interval, F1, top-k, calibration, per-class scores (worst
+    first when there are many classes), time and memory."""
+    from edgeclf.runtime.metrics import WORST_FIRST_ABOVE, summary_order
+
+    t, cal = s["test"], s["temperature_scaling"]
     lo, hi = t["ci95"]
     rows = [["run directory", s["run_dir"]],
             ["model", f"MobileNetV2 alpha {s['alpha']:g}, {s['image_size']} px, weights {s['weights']}"],
@@ -122,9 +125,14 @@ def render_summary(s: dict) -> str:
             ["best epoch", f"phase {s['best_epoch']['phase']} epoch {s['best_epoch']['epoch']}" if s["best_epoch"]
              else "-"],
             ["validation accuracy", f"{s['validation']['accuracy']:.2%}"],
-            ["test accuracy", f"{t['accuracy']:.2%} ({t['correct']}/{t['count']}, 95% CI {lo:.1%}-{hi:.1%})"]]
-    rows += [[f"  {label}", "-" if c["accuracy"] is None else f"{c['accuracy']:.2%}"]
-             for label, c in t["per_class"].items()]
+            ["test accuracy", f"{t['accuracy']:.2%} ({t['correct']}/{t['count']}, 95% CI {lo:.1%}-{hi:.1%})"],
+            ["test macro / weighted F1", f"{t['macro_f1']:.3f} / {t['weighted_f1']:.3f}"]]
+    rows += [[f"test top-{k}", f"{v:.2%}"] for k, v in t["top_k"].items()]
+    rows += [["calibration (test ECE)", f"T = {cal['temperature']:.2f}: {cal['test_ece_before']:.3f} -> "
+                                        f"{cal['test_ece_after']:.3f}"],
+             ["per class" + (" (worst first)" if len(t["per_class"]) > WORST_FIRST_ABOVE else ""),
+              "recall / precision / F1 (test images)"]]
+    rows += [[f"  {label}", _class_cell(t["per_class"][label])] for label in summary_order(t["per_class"])]
     tm = s["timings"]
     rows += [["time (decode/phase 1/phase 2)", f"{tm['decode_s']:.0f} s / {tm['phase1_s']:.0f} s / "
                                                f"{tm['phase2_s']:.0f} s (total {tm['total_s']:.0f} s)"],
@@ -135,3 +143,11 @@ def render_summary(s: dict) -> str:
     if len(s["skipped"]) > 10:
         text += f"\n... and {len(s['skipped']) - 10} more (see edgeclf.json)"
     return text
+
+
+def _class_cell(c: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.1%}"
+
+    return f"{pct(c['recall'])} / {pct(c['precision'])} / {'-' if c['f1'] is None else format(c['f1'], '.3f')} " \
+           f"({c['count']})"
