@@ -4,7 +4,7 @@ Debian bookworm (Python 3.11, as Raspberry Pi OS bookworm) and trixie (Python 3.
 with plain pip (numpy 2, numpy 1.x where wheels exist, i.e. bookworm, and the README's Pi recipe), 100 real photos predicted with the
 session's real cats-vs-dogs int8 model and compared with this machine's answers, and a 20-frame camera replay.
 Needs root (debootstrap, chroot) and network to PyPI and Debian; the roots are cached in /var/cache/edgeclf-arm64
-(cold: about 20 min, warm: a few minutes). The agreement lines are printed to the terminal, not just captured.
+(cold: over an hour on a loaded 2-core VM; warm: the releases run side by side, about 12 min per variant under load). The agreement lines are printed to the terminal, not just captured.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_arm64_bookworm_and_trixie_predict_like_x86(real_export, cats_dogs_dir, 
     cmd = ["bash", str(REPO / "scripts" / "check-arm64.sh"), "--model", str(real_export / "model_int8.tflite"),
            "--images", str(cats_dogs_dir / "validation"), "--wheel", str(wheel),
            "--edgeclf", str(Path(sys.executable).parent / "edgeclf")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30 * 60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=40 * 60)
     with capsys.disabled():
         print("\n" + proc.stdout.strip())
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
