@@ -1,10 +1,11 @@
 """The runtime on arm64 (what a 64-bit Raspberry Pi runs), every CI run: scripts/check-arm64.sh under qemu-user.
 
-Debian bookworm (Python 3.11, as Raspberry Pi OS bookworm) and trixie (Python 3.13) roots, the built wheel installed
-with plain pip (numpy 2, numpy 1.x where wheels exist, i.e. bookworm, and the README's Pi recipe), 100 real photos predicted with the
-session's real cats-vs-dogs int8 model and compared with this machine's answers, and a 20-frame camera replay.
-Needs root (debootstrap, chroot) and network to PyPI and Debian; the roots are cached in /var/cache/edgeclf-arm64
-(cold: over an hour on a loaded 2-core VM; warm: the releases run side by side, about 12 min per variant under load). The agreement lines are printed to the terminal, not just captured.
+Debian bookworm (Python 3.11, as Raspberry Pi OS bookworm) and trixie (Python 3.13) roots; the built wheel installed
+with plain pip (numpy 2; numpy 1.x where wheels exist, i.e. bookworm; the README's Pi recipe); 100 real photos
+predicted with the session's real cats-vs-dogs int8 model and compared with this machine's answers; a 20-frame camera
+replay. Needs root (debootstrap, chroot) and network to PyPI and Debian. The roots are cached in
+/var/cache/edgeclf-arm64 (cold: over an hour on the loaded 2-core VM; warm: the two releases run side by side, about
+12 min per variant under load). The agreement lines are printed to the terminal, not just captured.
 """
 
 from __future__ import annotations
