@@ -157,8 +157,9 @@ def markdown(results: list[dict]) -> str:
             seen = "; ".join(f"{k} {v['agreement_with_edgeclf'] * 100:.1f} / {v['agreement_with_float'] * 100:.1f} %"
                              for k, v in (m["consumers"] or {}).items()) or "-"
             lines.append(f"| {name} | {m['accuracy'] * 100:.2f} % | {m['drop_points']:+.2f} | "
-                         f"{m['agreement'] * 100:.2f} % | {m['top1_changes']} | {m['size_ratio_to_float32'] * 100:.1f} %"
-                         f" | {m['latency']['p50_ms']:.2f} | {m['latency']['ratio_to_full-int8']:.2f}x | {seen} |")
+                         f"{m['agreement'] * 100:.2f} % | {m['top1_changes']} | "
+                         f"{m['size_ratio_to_float32'] * 100:.1f} % | {m['latency']['p50_ms']:.2f} | "
+                         f"{m['latency']['ratio_to_full-int8']:.2f}x | {seen} |")
         worst = r["quantization_debugger"]["worst"][:5]
         lines += ["", "Worst layers (QuantizationDebugger, RMSE/scale): "
                   + ", ".join(f"`{w['tensor']}` {w['op']} {w['rmse_over_scale']:.2f}" for w in worst), ""]

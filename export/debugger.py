@@ -66,7 +66,8 @@ def _layer_error(debugger, name: str, metrics: dict, layers: tuple[set[str], str
     scale = float(tensor["quantization_parameters"]["scales"][0])
     rmse = math.sqrt(float(metrics["mean_squared_error"]))
     name = interpreter._get_tensor_details(reference, subgraph_index=0)["name"]  # noqa: SLF001
-    return LayerError(tensor=name, layer=keras_layer(name, *layers), op=interpreter._get_op_details(op_index)["op_name"],  # noqa: SLF001
+    op = interpreter._get_op_details(op_index)["op_name"]  # noqa: SLF001
+    return LayerError(tensor=name, layer=keras_layer(name, *layers), op=op,
                       position=int(op_index), rmse_over_scale=round(rmse / scale, 4) if scale else math.inf,
                       rmse=round(rmse, 6), max_abs_error=round(float(metrics["max_abs_error"]), 6), scale=scale)
 

@@ -27,16 +27,13 @@ class Int8Builder:
         self.calibration = calibration
         self.io_type = io_type
         self.per_channel = per_channel
-        self._calibrated: dict[bool, bytes] = {}
+        self._calibrated: bytes | None = None
         self._errors: list[debugger.LayerError] | None = None
 
-    def calibrated(self, flips: bool = False) -> bytes:
-        if flips not in self._calibrated:
-            images = self.calibration
-            if flips:
-                images = np.concatenate([images, images[:, :, ::-1]])
-            self._calibrated[flips] = self.converter.calibrated(images)
-        return self._calibrated[flips]
+    def calibrated(self) -> bytes:
+        if self._calibrated is None:
+            self._calibrated = self.converter.calibrated(self.calibration)
+        return self._calibrated
 
     def layer_errors(self) -> list[debugger.LayerError]:
         """The debugger's per-layer error of plain full-integer int8, worst first."""
@@ -53,9 +50,8 @@ class Int8Builder:
 
     def build(self, recipe: Recipe) -> bytes:
         worst = [e.tensor for e in self.layer_errors()] if recipe.float_worst else []
-        calibrated = self.calibrated(recipe.flip_calibration)
         data = self.converter.quietly(
-            quantize.quantize, calibrated, io_type=self.io_type, output_type=recipe.output_type(self.io_type),
+            quantize.quantize, self.calibrated(), io_type=self.io_type, output_type=recipe.output_type(self.io_type),
             keep_float=recipe.keep_float(worst), per_channel=self.per_channel)
         check_input_quantization(data, self.io_type)
         return data

@@ -39,7 +39,6 @@ class Recipe:
     summary: str
     float_head: bool = False
     float_worst: int = 0  # how many of the debugger's worst layers stay float
-    flip_calibration: bool = False  # calibrate on each image and its mirror image
 
     @property
     def integer_only(self) -> bool:
