@@ -253,6 +253,7 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
         return
     if not (resumed and state["phase"] == 2 and done > 0):  # a fresh phase: best weights so far, new optimizer
         restore_best(model, state)
+        _keep_best_whole(model, state)
         set_trainable(model, fine_tune_at=opts.fine_tune_at)
         compile_for(model, fine_tune_schedule(opts.fine_tune_lr, epochs, data.steps), opts.label_smoothing)
         state["wait"] = 0
@@ -264,16 +265,26 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
               class_weight=class_weight, callbacks=callbacks, shuffle=False, verbose=0)
 
 
+def _keep_best_whole(model: keras.Model, state: TrainState) -> None:
+    """Phase 2 changes the base, so a phase 1 best (a file of head weights only) is saved whole before it starts."""
+    best = state["best"]
+    if best is not None and best["phase"] == 1 and not best.get("whole"):
+        save_weights_atomically(model, state.best_file(2))
+        best["whole"] = True
+        state.save()
+
+
 def restore_best(model: keras.Model, state: TrainState) -> None:
-    """Load the best epoch's weights (the head's alone when the best epoch was in phase 1). The file also holds that
+    """Load the best epoch's weights (the head's alone while the base is still untouched). The file also holds that
     epoch's optimizer slots, which Keras skips (with a warning we silence) when the optimizer has changed."""
     best = state["best"]
-    if best is None or not state.best_file(best["phase"]).exists():
+    whole = best is not None and (best["phase"] == 2 or best.get("whole", False))
+    path = state.best_file(2 if whole else 1)
+    if best is None or not path.exists():
         return
-    target = head_of(model) if best["phase"] == 1 else model
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        target.load_weights(state.best_file(best["phase"]))
+        (model if whole else head_of(model)).load_weights(path)
 
 
 def fit_head_only(train_features, train_labels, val_features, val_labels, *, lr: float,
