@@ -37,8 +37,9 @@ def run_cli(*args):
 def test_run_dir_holds_every_artifact_and_no_scratch(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert names == {"model.keras", "edgeclf.json", "splits.json", "labels.txt", "history.json",
-                     "learning_curves.png", "confusion_matrix.png", "data_check.json"}
-    for png in ("learning_curves.png", "confusion_matrix.png"):
+                     "learning_curves.png", "confusion_matrix.png", "data_check.json", "reliability.png",
+                     "mistakes.png"}
+    for png in ("learning_curves.png", "confusion_matrix.png", "reliability.png", "mistakes.png"):
         with Image.open(tiny_run / png) as img:
             assert img.format == "PNG" and img.size[0] > 200
     assert not tiny_run.with_name(tiny_run.name + ".partial").exists()
