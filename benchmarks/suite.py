@@ -22,18 +22,17 @@ import datetime as dt
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from edgeclf.contracts import ALL_FORMATS, REPORT_FILE, SPLITS_FILE, model_filename
 from edgeclf.errors import EdgeclfError, UsageError
 from edgeclf.fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-FORMATS = ("float32", "float16", "dynamic", "int8")
 BASELINE_SCRIPT = "benchmarks.baselines.keras_transfer_learning"
 
 
@@ -42,7 +41,7 @@ BASELINE_SCRIPT = "benchmarks.baselines.keras_transfer_learning"
 
 def export_models(run_dir: Path, size: int, out: Path, *, reuse: bool, log) -> dict[str, Path]:
     """model_<format>.tflite for every format at ``size`` px, exported by the real CLI (or reused)."""
-    models = {f: out / f"model_{f}.tflite" for f in FORMATS}
+    models = {f: out / model_filename(f) for f in ALL_FORMATS}
     if reuse and all(p.is_file() for p in models.values()):
         log(f"reusing the {size} px export in {out}")
         return models
@@ -58,14 +57,14 @@ def export_models(run_dir: Path, size: int, out: Path, *, reuse: bool, log) -> d
         raise EdgeclfError(f"edgeclf export at {size} px did not produce {', '.join(missing)} "
                            f"(exit code {proc.returncode})", "run the export command above by hand to see why")
     if proc.returncode != 0:  # e.g. the accuracy gate failed for one format: models exist, the report says why
-        log(f"note: edgeclf export exited with {proc.returncode} at {size} px (see {out / 'report.json'})")
+        log(f"note: edgeclf export exited with {proc.returncode} at {size} px (see {out / REPORT_FILE})")
     log(f"exported {size} px in {time.perf_counter() - t0:.0f} s")
     return models
 
 
 def read_export_report(out: Path) -> dict | None:
     try:
-        return json.loads((out / "report.json").read_text())
+        return json.loads((out / REPORT_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -80,7 +79,7 @@ def test_split(run_dir: Path) -> list[tuple[str, str]]:
     splits = load_splits(run_dir)
     items = [(str(Path(splits.root) / e.path), e.label) for e in splits.files("test")]
     if not items:
-        raise UsageError(f"{run_dir}/splits.json: empty test split", "re-run edgeclf train")
+        raise UsageError(f"{run_dir / SPLITS_FILE}: empty test split", "re-run edgeclf train")
     missing = [p for p, _ in items if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"{len(missing)} of {len(items)} test images are missing (first: {missing[0]})",
@@ -91,7 +90,7 @@ def test_split(run_dir: Path) -> list[tuple[str, str]]:
 def bench_size(models: dict[str, Path], items, threads, runs, warmup, quiet: bool) -> dict:
     from edgeclf.runtime.bench import BenchConfig, run_benchmark
 
-    return run_benchmark([str(models[f]) for f in FORMATS], BenchConfig(threads=threads, runs=runs, warmup=warmup),
+    return run_benchmark([str(models[f]) for f in ALL_FORMATS], BenchConfig(threads=threads, runs=runs, warmup=warmup),
                          eval_items=items, quiet=quiet, images_note="test split (splits.json)")
 
 
@@ -147,17 +146,6 @@ def edgeclf_training(run_dir: Path, record: Path | None) -> dict:
     return out
 
 
-def run_edgeclf_train(data: Path, weights: Path, out: Path, log) -> Path:
-    """Run the default recipe here (only when no record from today exists) and return its run directory."""
-    cmd = [sys.executable, "-m", "edgeclf", "train", "--data", str(data), "--weights", str(weights),
-           "--image-size", "224", "--out", str(out), "--force", "--quiet"]
-    log("$ " + " ".join(cmd))
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    (out / ".suite-wall-time").write_text(f"{time.perf_counter() - t0:.1f}\n")
-    return out
-
-
 def baseline_training(record: Path | None, *, run: bool, data: Path, weights: Path, work: Path,
                       run_dir: Path, log) -> dict | None:
     """The Keras-tutorial baseline's wall time and test accuracy (run it with --run-baseline, else read its record),
@@ -166,21 +154,21 @@ def baseline_training(record: Path | None, *, run: bool, data: Path, weights: Pa
         record = RESULTS / f"baseline-keras-tutorial-{_slug()}-{_today()}.json"
         cmd = [sys.executable, "-m", BASELINE_SCRIPT, "--data", str(data), "--weights", str(weights),
                "--image-size", "224", "--out", str(work / "keras-baseline"), "--result", str(record),
-               "--splits", str(run_dir / "splits.json")]
+               "--splits", str(run_dir / SPLITS_FILE)]
         log("$ " + " ".join(cmd))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     if record is None or not record.is_file():
         return None
     data_ = json.loads(record.read_text())
     weights_file = Path(data_.get("weights_file") or work / "keras-baseline" / "baseline.weights.h5")
-    fingerprint = json.loads((run_dir / "splits.json").read_text()).get("fingerprint")
+    fingerprint = json.loads((run_dir / SPLITS_FILE).read_text()).get("fingerprint")
     scored = data_.get("edgeclf_test_split") or {}
     if scored.get("fingerprint") != fingerprint:  # never scored, or scored on another run's split
         found = weights_file if weights_file.is_file() else None
         if found:
             log(f"scoring the baseline's weights ({found}) on edgeclf's test split")
             subprocess.run([sys.executable, "-m", BASELINE_SCRIPT, "--data", str(data), "--evaluate-only", str(found),
-                            "--splits", str(run_dir / "splits.json"), "--result", str(record)], check=True,
+                            "--splits", str(run_dir / SPLITS_FILE), "--result", str(record)], check=True,
                            stdout=subprocess.DEVNULL)
             data_ = json.loads(record.read_text())
     return {"source": str(record), "test_accuracy": data_["test"]["accuracy"],
@@ -241,30 +229,37 @@ def _f(v, spec=".2f", scale=1.0, empty="-"):
 
 
 def render_markdown(report: dict) -> str:
+    """The results .md: the header, then one section per question the suite answers, then a link to the JSON."""
+    sections = [_md_header, _md_accuracy_and_latency, _md_overhead, _md_end_to_end, _md_training, _md_notes]
+    return "\n".join(line for section in sections for line in section(report))
+
+
+def _md_header(report: dict) -> list[str]:
+    m = report["machine"]
+    return [f"# edgeclf benchmark: {report['slug']}, {report['date']}", "",
+            f"- Machine: {m.get('pi_model') or m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable), "
+            f"{_f(m.get('memory_mb'), '.0f')} MB RAM, {m['os']}, kernel {m['kernel']}",
+            f"- Software: Python {m['python']}, {m['interpreter']}, numpy {m['versions']['numpy']}, "
+            f"Pillow {m['versions']['Pillow']}",
+            f"- CPU temperature: {_temp(m)} at start, {_temp(m.get('after_run', {}))} at the end; throttling: "
+            f"{_throttle(m)} at start, {_throttle(m.get('after_run', {}))} at the end; load average (1/5/15 min) "
+            f"{m.get('load_average')} at start, {m.get('after_run', {}).get('load_average')} at the end",
+            f"- Run: `{report['run_dir']}` ({report['dataset']}); accuracy on its recorded test split "
+            f"({report['test_images']} images, never trained on)",
+            f"- Timings: {report['config']['runs']} timed runs after {report['config']['warmup']} warm-up, each "
+            "model in a fresh process; latency = bare interpreter `invoke()` (what `benchmark_model` measures)",
+            f"- Command: `{report['command']}`", ""]
+
+
+def _md_accuracy_and_latency(report: dict) -> list[str]:
     from edgeclf.console import format_table
 
-    m = report["machine"]
     threads = report["config"]["threads"]
-    rows = report["summary"]
-    lines = [f"# edgeclf benchmark: {report['slug']}, {report['date']}", "",
-             f"- Machine: {m.get('pi_model') or m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable), "
-             f"{_f(m.get('memory_mb'), '.0f')} MB RAM, {m['os']}, kernel {m['kernel']}",
-             f"- Software: Python {m['python']}, {m['interpreter']}, numpy {m['versions']['numpy']}, "
-             f"Pillow {m['versions']['Pillow']}",
-             f"- CPU temperature: {_temp(m)} at start, {_temp(m.get('after_run', {}))} at the end; throttling: "
-             f"{_throttle(m)} at start, {_throttle(m.get('after_run', {}))} at the end; load average (1/5/15 min) "
-             f"{m.get('load_average')} at start, {m.get('after_run', {}).get('load_average')} at the end",
-             f"- Run: `{report['run_dir']}` ({report['dataset']}); accuracy on its recorded test split "
-             f"({report['test_images']} images, never trained on)",
-             f"- Timings: {report['config']['runs']} timed runs after {report['config']['warmup']} warm-up, each "
-             "model in a fresh process; latency = bare interpreter `invoke()` (what `benchmark_model` measures)",
-             f"- Command: `{report['command']}`", ""]
-    lines += ["## Accuracy, size and latency per format", ""]
     head = ["size", "format", "accuracy % (95% CI)", "agrees w/ float32 %", "file MB", "vs float32"]
     for t in threads:
         head += [f"p50 ms {t}T", f"p90 ms {t}T"]
     table = []
-    for r in rows:
+    for r in report["summary"]:
         lo, hi = r["ci95"] or (None, None)
         row = [r["size"], r["format"], f"{_f(r['accuracy'], '.2f', 100)} ({_f(lo, '.1f', 100)}-{_f(hi, '.1f', 100)})",
                _f(r["agreement_with_float32"], ".2f", 100), _f(r["size_bytes"] / 2**20, ".2f"),
@@ -273,79 +268,96 @@ def render_markdown(report: dict) -> str:
             tt = r["threads"].get(t, {})
             row += [_f(tt.get("p50")), _f(tt.get("p90"))]
         table.append(row)
-    lines += [format_table(table, head, align="rl" + "r" * (len(head) - 2)), ""]
+    lines = ["## Accuracy, size and latency per format", "",
+             format_table(table, head, align="rl" + "r" * (len(head) - 2)), ""]
     if report.get("float_reference"):
         lines += ["Float Keras model on the same split (from the export report): " + ", ".join(
             f"{s} px: {_f(v, '.2f', 100)} %" for s, v in report["float_reference"].items()), ""]
     if report.get("plot"):
         lines += [f"![accuracy vs latency]({report['plot']})", ""]
+    return lines
 
-    lines += ["## Reference 1: runtime overhead (Classifier on a ready frame vs bare `invoke()`)", "",
-              "Same model, same thread count, same interpreter class, measured interleaved in blocks of "
-              f"{report['config']['block']} calls. Target: under 5 %.", ""]
+
+def _md_overhead(report: dict) -> list[str]:
+    from edgeclf.console import format_table
+
+    threads, config = report["config"]["threads"], report["config"]
     head = ["size", "format"]
     for t in threads:
         head += [f"{t}T invoke p50 ms", f"{t}T Classifier p50 ms", f"{t}T overhead (paired)"]
     table = []
-    for r in rows:
+    for r in report["summary"]:
         row = [r["size"], r["format"]]
         for t in threads:
             tt = r["threads"][t]
             row += [_f(tt["p50"]), _f(tt["classifier_p50"]), _f(tt.get("overhead_paired"), "+.1f", 100) + " %"]
         table.append(row)
-    lines += [format_table(table, head, align="rl" + "r" * (3 * len(threads))), ""]
     ov = report["overhead_summary"]
-    lines += [f"Overhead = median over the {report['config']['runs'] // report['config']['block']} block pairs of "
-              "(Classifier block median / invoke block median) - 1. Median over all "
-              f"{ov['n']} measurements: {_f(ov['median'], '+.2f', 100)} %; worst: {_f(ov['max'], '+.2f', 100)} % "
-              f"({ov['worst']}). Per-thread-count medians: "
-              + ", ".join(f"{t}T {_f(v, '+.2f', 100)} %" for t, v in ov.get("by_threads", {}).items()) + ".", ""]
+    return ["## Reference 1: runtime overhead (Classifier on a ready frame vs bare `invoke()`)", "",
+            "Same model, same thread count, same interpreter class, measured interleaved in blocks of "
+            f"{config['block']} calls. Target: under 5 %.", "",
+            format_table(table, head, align="rl" + "r" * (3 * len(threads))), "",
+            f"Overhead = median over the {config['runs'] // config['block']} block pairs of "
+            "(Classifier block median / invoke block median) - 1. Median over all "
+            f"{ov['n']} measurements: {_f(ov['median'], '+.2f', 100)} %; worst: {_f(ov['max'], '+.2f', 100)} % "
+            f"({ov['worst']}). Per-thread-count medians: "
+            + ", ".join(f"{t}T {_f(v, '+.2f', 100)} %" for t, v in ov.get("by_threads", {}).items()) + ".", ""]
 
-    lines += ["## Reference 2: end to end from a JPEG vs invoke-only (1 thread)", "",
-              f"JPEG files: {report['jpegs']['files']} test images, mean {report['jpegs']['mean_megapixels']} MP "
-              f"({report['jpegs']['mean_bytes'] // 1024} KB), read from the page cache. Breakdown in mean ms.", ""]
-    t1 = threads[0]
+
+def _md_end_to_end(report: dict) -> list[str]:
+    from edgeclf.console import format_table
+
+    t1 = report["config"]["threads"][0]
     head = ["size", "format", "decode", "resize", "inference", "sum", "measured e2e", "e2e p50 / invoke p50",
             "640x480 frame p50"]
     table = []
-    for r in rows:
+    for r in report["summary"]:
         tt = r["threads"][t1]
         b = tt["breakdown_ms"]
         table.append([r["size"], r["format"], _f(b["decode"]), _f(b["resize"]), _f(b["inference"]), _f(b["sum"]),
                       _f(b["jpeg_end_to_end"]), _f(tt["jpeg_vs_invoke_p50"], ".2f") + "x", _f(tt["frame_p50"])])
-    lines += [format_table(table, head, align="rl" + "r" * 7), ""]
+    jpegs = report["jpegs"]
+    return ["## Reference 2: end to end from a JPEG vs invoke-only (1 thread)", "",
+            f"JPEG files: {jpegs['files']} test images, mean {jpegs['mean_megapixels']} MP "
+            f"({jpegs['mean_bytes'] // 1024} KB), read from the page cache. Breakdown in mean ms.", "",
+            format_table(table, head, align="rl" + "r" * 7), ""]
 
-    lines += ["## Reference 3: training (edgeclf train default recipe vs the Keras tutorial baseline)", ""]
+
+def _md_training(report: dict) -> list[str]:
+    from edgeclf.console import format_table
+
+    lines = ["## Reference 3: training (edgeclf train default recipe vs the Keras tutorial baseline)", ""]
     tr = report.get("training") or {}
     e, b = tr.get("edgeclf"), tr.get("baseline")
-    if e or b:
-        head = ["recipe", "image size", "wall time (total)", "of which training epochs", "peak RSS MB",
-                "test accuracy % (own split)", "accuracy % on edgeclf's test split", "source"]
-        table = []
-        if e:
-            table.append(["edgeclf train (default recipe)", 224, _dur(e.get("wall_time_s")),
-                          _dur(e.get("train_time_s")), _f(e.get("peak_rss_mb"), ".0f"),
-                          f"{_f(e.get('test_accuracy'), '.2f', 100)} ({e.get('test_images') or '?'} images)",
-                          _f(e.get("test_accuracy"), ".2f", 100), _rel(e.get("source"))])
-        if b:
-            table.append(["BASELINE: Keras transfer-learning tutorial", b["image_size"], _dur(b["wall_time_s"]),
-                          _dur(b.get("train_time_s")), _f(b.get("peak_rss_mb"), ".0f"),
-                          f"{_f(b['test_accuracy'], '.2f', 100)} (~{b.get('test_images')} images)",
-                          _f(b.get("edgeclf_test_split_accuracy"), ".2f", 100)
-                          + (f" ({b['edgeclf_test_split_images']} images)" if b.get("edgeclf_test_split_images")
-                             else ""), _rel(b["source"])])
-        lines += [format_table(table, head, align="lrrrrrrl"), ""]
-        if e and b and e.get("wall_time_s") and b.get("wall_time_s"):
-            lines += [f"Wall-time ratio edgeclf / baseline: {e['wall_time_s'] / b['wall_time_s']:.2f}x. "
-                      "Baseline: benchmarks/baselines/keras_transfer_learning.py (10 frozen + 10 fine-tune epochs "
-                      "from layer 100, augmentation in the model, test = 20 % of validation batches).", ""]
-    else:
-        lines += ["(not measured in this run)", ""]
-    if report.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
-    lines += ["## Raw data", "", f"Everything above, per model and thread count (load time, first inference, min/p99, "
-              f"throughput, peak RSS, machine record): [{report['json']}]({report['json']}).", ""]
-    return "\n".join(lines)
+    if not (e or b):
+        return lines + ["(not measured in this run)", ""]
+    head = ["recipe", "image size", "wall time (total)", "of which training epochs", "peak RSS MB",
+            "test accuracy % (own split)", "accuracy % on edgeclf's test split", "source"]
+    table = []
+    if e:
+        table.append(["edgeclf train (default recipe)", 224, _dur(e.get("wall_time_s")),
+                      _dur(e.get("train_time_s")), _f(e.get("peak_rss_mb"), ".0f"),
+                      f"{_f(e.get('test_accuracy'), '.2f', 100)} ({e.get('test_images') or '?'} images)",
+                      _f(e.get("test_accuracy"), ".2f", 100), _rel(e.get("source"))])
+    if b:
+        table.append(["BASELINE: Keras transfer-learning tutorial", b["image_size"], _dur(b["wall_time_s"]),
+                      _dur(b.get("train_time_s")), _f(b.get("peak_rss_mb"), ".0f"),
+                      f"{_f(b['test_accuracy'], '.2f', 100)} (~{b.get('test_images')} images)",
+                      _f(b.get("edgeclf_test_split_accuracy"), ".2f", 100)
+                      + (f" ({b['edgeclf_test_split_images']} images)" if b.get("edgeclf_test_split_images")
+                         else ""), _rel(b["source"])])
+    lines += [format_table(table, head, align="lrrrrrrl"), ""]
+    if e and b and e.get("wall_time_s") and b.get("wall_time_s"):
+        lines += [f"Wall-time ratio edgeclf / baseline: {e['wall_time_s'] / b['wall_time_s']:.2f}x. "
+                  "Baseline: benchmarks/baselines/keras_transfer_learning.py (10 frozen + 10 fine-tune epochs "
+                  "from layer 100, augmentation in the model, test = 20 % of validation batches).", ""]
+    return lines
+
+
+def _md_notes(report: dict) -> list[str]:
+    lines = ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""] if report.get("notes") else []
+    return lines + ["## Raw data", "", f"Everything above, per model and thread count (load time, first inference, "
+                    f"min/p99, throughput, peak RSS, machine record): [{report['json']}]({report['json']}).", ""]
 
 
 def _rel(path):
@@ -512,51 +524,66 @@ def _run(args, command: str) -> int:
             print(message, file=sys.stderr, flush=True)
 
     run_dir = args.run_dir.resolve()
-    if not (run_dir / "splits.json").is_file():
-        raise UsageError(f"{run_dir}: not an edgeclf run directory (no splits.json)", "pass edgeclf train's --out")
+    if not (run_dir / SPLITS_FILE).is_file():
+        raise UsageError(f"{run_dir}: not an edgeclf run directory (no {SPLITS_FILE})", "pass edgeclf train's --out")
     work = (args.work or run_dir / "suite").resolve()
     machine = machine_info()
     slug = args.name or machine_slug(machine)
-    date = _today()
     items = test_split(run_dir)
     log(f"machine {slug}; test split: {len(items)} images")
 
+    sizes, reports = _bench_sizes(args, run_dir, work, items, log)
+    training = None if args.no_training else _training(args, run_dir, work, slug, log)
+    machine["interpreter"] = sizes[args.sizes[0]]["machine"]["interpreter"]
+    end = machine_info()  # a Pi may heat up and throttle during the run: record the state after it too
+    machine["after_run"] = {k: end[k] for k in ("cpu_temperature", "throttling", "load_average", "recorded")}
+    report = _report(args, command, run_dir, items, machine, slug, sizes, reports, training)
+    _write(report, args.results, log)
+    print(render_markdown(report))
+    return 0
+
+
+def _bench_sizes(args, run_dir: Path, work: Path, items, log) -> tuple[dict, dict]:
+    """Export (or find) every format at every size, read its export report, and benchmark it."""
     sizes, reports = {}, {}
     for size in args.sizes:
         out = work / f"export-{size}"
         if args.exports:
-            models = {f: out / f"model_{f}.tflite" for f in FORMATS}
+            models = {f: out / model_filename(f) for f in ALL_FORMATS}
             missing = [str(m) for m in models.values() if not m.is_file()]
             if missing:
                 raise UsageError(f"--exports: missing {', '.join(missing)}", "copy the export folders first")
         else:
             models = export_models(run_dir, size, out, reuse=not args.re_export, log=log)
         reports[size] = read_export_report(out)
-        log(f"benchmarking {size} px: {len(FORMATS)} formats x threads {args.threads}")
+        log(f"benchmarking {size} px: {len(ALL_FORMATS)} formats x threads {args.threads}")
         sizes[size] = bench_size(models, items, args.threads, args.runs, args.warmup, args.quiet)
+    return sizes, reports
 
-    training = None
-    if not args.no_training:
-        train_record = args.train_result or find_result("train-*.json")
-        baseline_record = args.baseline_result or find_result(f"baseline-keras-tutorial-{slug}-*.json") \
-            or find_result("baseline-keras-tutorial-*.json")
-        training = {"edgeclf": edgeclf_training(run_dir, train_record),
-                    "baseline": baseline_training(baseline_record, run=args.run_baseline, data=args.data,
-                                                  weights=args.weights, work=work, run_dir=run_dir, log=log)}
 
-    machine["interpreter"] = sizes[args.sizes[0]]["machine"]["interpreter"]
-    end = machine_info()  # a Pi may heat up and throttle during the run: record the state after it too
-    machine["after_run"] = {k: end[k] for k in ("cpu_temperature", "throttling", "load_average", "recorded")}
+def _training(args, run_dir: Path, work: Path, slug: str, log) -> dict:
+    """edgeclf's training record against the Keras-tutorial baseline's (run now with --run-baseline)."""
+    train_record = args.train_result or find_result("train-*.json")
+    baseline_record = args.baseline_result or find_result(f"baseline-keras-tutorial-{slug}-*.json") \
+        or find_result("baseline-keras-tutorial-*.json")
+    return {"edgeclf": edgeclf_training(run_dir, train_record),
+            "baseline": baseline_training(baseline_record, run=args.run_baseline, data=args.data,
+                                          weights=args.weights, work=work, run_dir=run_dir, log=log)}
+
+
+def _report(args, command: str, run_dir: Path, items, machine: dict, slug: str, sizes: dict, reports: dict,
+            training: dict | None) -> dict:
+    """The results JSON (the .md is rendered from it)."""
     rows = summary_rows(sizes)
+    date = _today()
     stem = f"{slug}-{date}"
-    args.results.mkdir(parents=True, exist_ok=True)
     first = sizes[args.sizes[0]]
     float_ref = {}
     for size, rep in reports.items():
         v = _dig(rep or {}, "reference.accuracy", "keras.accuracy", "float.accuracy")
         if v is not None:
             float_ref[size] = v
-    report = {
+    return {
         "format": "edgeclf.suite/1", "slug": slug, "date": date, "command": command, "run_dir": str(run_dir),
         "dataset": _dataset_name(run_dir), "test_images": len(items), "machine": machine,
         "config": {"sizes": args.sizes, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
@@ -566,17 +593,22 @@ def _run(args, command: str) -> int:
         "bench": {str(s): b for s, b in sizes.items()},
         "json": f"{stem}.json", "plot": f"{stem}.png", "notes": list(args.note),
     }
+
+
+def _write(report: dict, results: Path, log) -> None:
+    """<slug>-<date>.json, .md and .png (no plot without matplotlib) in ``results``."""
+    stem = Path(report["json"]).stem
+    results.mkdir(parents=True, exist_ok=True)
+    machine = report["machine"]
     try:
-        plot(rows, args.threads, args.results / f"{stem}.png",
+        plot(report["summary"], report["config"]["threads"], results / f"{stem}.png",
              f"{report['dataset']} on {machine.get('pi_model') or machine['cpu_model']} ({machine['cores']} cores)")
     except ImportError:
         report["plot"] = None
         log("note: matplotlib is not installed, so no plot (pip install matplotlib)")
-    atomic_write_json(args.results / f"{stem}.json", report)
-    atomic_write_text(args.results / f"{stem}.md", render_markdown(report))
-    log(f"wrote {args.results / stem}.md, .json, .png")
-    print(render_markdown(report))
-    return 0
+    atomic_write_json(results / f"{stem}.json", report)
+    atomic_write_text(results / f"{stem}.md", render_markdown(report))
+    log(f"wrote {results / stem}.md, .json, .png")
 
 
 def rerender(json_path: Path, notes: list[str]) -> None:
@@ -594,7 +626,7 @@ def rerender(json_path: Path, notes: list[str]) -> None:
 
 def _dataset_name(run_dir: Path) -> str:
     try:
-        root = json.loads((run_dir / "splits.json").read_text()).get("root", "")
+        root = json.loads((run_dir / SPLITS_FILE).read_text()).get("root", "")
         return Path(root).name or "dataset"
     except (OSError, json.JSONDecodeError):
         return "dataset"

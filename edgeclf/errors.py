@@ -64,3 +64,10 @@ class MissingDependencyError(UsageError):
 
     def __init__(self, feature: str, install: str):
         super().__init__(f"{feature} needs a package that is not installed", f"install it with: {install}")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message (its class name when empty), cut at ``limit`` characters:
+    library errors (TensorFlow's MLIR dumps, Keras' download errors) are often pages long, our messages are one line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else exc.__class__.__name__)[:limit]

@@ -10,7 +10,8 @@ A run directory (written by ``edgeclf train``) holds::
     *.png            learning curves, confusion matrix
 
 ``export`` reads all of them; the runtime only needs a .tflite (labels and input contract embedded) or, failing that,
-a labels file or a sibling edgeclf.json. This module never imports TensorFlow.
+a labels file or a sibling edgeclf.json. The file names, the input contract and the labels format are defined in
+:mod:`edgeclf.contracts`. This module never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,38 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contracts import MANIFEST_FILE, MANIFEST_FORMAT, SPLITS_FILE, SPLITS_FORMAT, InputContract
 from .errors import UsageError, os_error_reason
 from .fsutil import atomic_write_json
-
-MANIFEST_FILE = "edgeclf.json"
-SPLITS_FILE = "splits.json"
-LABELS_FILE = "labels.txt"
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.json"
-MANIFEST_FORMAT = "edgeclf.run/1"
-SPLITS_FORMAT = "edgeclf.splits/1"
-SPLIT_NAMES = ("train", "validation", "test")
-
-
-@dataclass
-class InputContract:
-    """What every edgeclf model takes: uint8 RGB of this size, resized (squashed, bilinear) by
-    ``edgeclf.runtime.preprocess``. Scaling to [-1, 1] happens inside the model graph, so nobody outside needs
-    ``mean``/``std``; they are recorded for other consumers (TFLite metadata: (x - mean) / std)."""
-
-    height: int
-    width: int
-    channels: int = 3
-    dtype: str = "uint8"
-    color: str = "RGB"
-    resize: str = "bilinear"
-    mean: float = 127.5
-    std: float = 127.5
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height), the order Pillow uses."""
-        return (self.width, self.height)
 
 
 @dataclass
@@ -120,7 +92,8 @@ class SplitEntry:
 
 @dataclass
 class Splits:
-    """The train/validation/test file lists decided once by ``train`` (principle 2)."""
+    """The train/validation/test file lists decided once by ``train`` (ARCHITECTURE.md, "The test split is decided
+    once")."""
 
     root: str  # absolute dataset root at training time
     seed: int
@@ -166,19 +139,3 @@ class Splits:
 def load_splits(run_dir: str | Path) -> Splits:
     path = Path(run_dir) / SPLITS_FILE
     return Splits.from_dict(read_json(path, "splits file"), source=str(path))
-
-
-def read_labels_file(path: str | Path) -> list[str]:
-    """labels.txt: one class per line, blank lines ignored."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        reason, fix = os_error_reason(exc, path)
-        raise UsageError(f"{path}: cannot read labels file: {reason}", fix) from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: cannot read labels file ({exc.__class__.__name__})",
-                         "pass a text file with one class name per line") from None
-    labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels:
-        raise UsageError(f"{path}: labels file is empty", "pass a text file with one class name per line")
-    return labels

@@ -30,35 +30,25 @@ import copy
 import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError
+from edgeclf.contracts import DEFAULT_IO, FORMATS, IO_TYPES
+from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError, first_line
+from edgeclf.native import native_stderr_silenced
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-FORMATS = ("float32", "float16", "dynamic", "int8", "int16x8")
 CALIBRATED_FORMATS = ("int8", "int16x8")  # need representative images
-DEFAULT_FORMATS = ("float32", "int8")
-IO_TYPES = ("uint8", "int8", "float32")
-DEFAULT_IO = "uint8"
 _EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
 
 
 class ConversionError(EdgeclfError):
     """TensorFlow could not convert the model (exit 1)."""
-
-
-def model_filename(fmt: str, io_type: str = DEFAULT_IO) -> str:
-    """model_float32.tflite ... model_int8.tflite; a non-default int8 io type is part of the name."""
-    if fmt == "int8" and io_type != DEFAULT_IO:
-        return f"model_int8_io-{io_type}.tflite"
-    return f"model_{fmt}.tflite"
 
 
 def load_keras_model(path: str | os.PathLike):
@@ -75,7 +65,7 @@ def load_keras_model(path: str | os.PathLike):
         with _quiet_tensorflow():
             model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - zip, h5py, json and Keras errors all mean "not a usable model"
-        raise UsageError(f"{path}: cannot load the Keras model ({_first_line(exc)})",
+        raise UsageError(f"{path}: cannot load the Keras model ({_reason(exc)})",
                          "restore model.keras or re-run edgeclf train") from None
     inputs, outputs = list(model.inputs), list(model.outputs)
     in_shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
@@ -126,7 +116,7 @@ def with_input(model, image_size: int | None = None, dtype: str | None = None):
         clone.set_weights(model.get_weights())
     except Exception as exc:  # noqa: BLE001
         what = f"{image_size} px" if image_size else f"a {dtype} input"
-        raise UsageError(f"cannot re-instantiate the model at {what} ({_first_line(exc)})",
+        raise UsageError(f"cannot re-instantiate the model at {what} ({_reason(exc)})",
                          "export at the trained size (omit --image-size)") from None
     return clone
 
@@ -181,7 +171,7 @@ class Converter:
         except EdgeclfError:
             raise
         except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, RuntimeError, ValueError...
-            raise ConversionError(f"TensorFlow could not convert the model to {what}: {_first_line(exc)}",
+            raise ConversionError(f"TensorFlow could not convert the model to {what}: {_reason(exc)}",
                                   "set EDGECLF_DEBUG=1 to see TensorFlow's full output") from None
 
     def calibrated(self, images: np.ndarray) -> bytes:
@@ -243,12 +233,6 @@ def check_input_quantization(data: bytes, io_type: str) -> None:
                               f"zero point {zero}", "this is a bug in edgeclf export; please report it")
 
 
-def convert(model, fmt: str, *, io_type: str = DEFAULT_IO, calibration: np.ndarray | None = None) -> bytes:
-    """One-shot :meth:`Converter.convert` (several formats of one model: use a Converter, it exports once)."""
-    with Converter(model) as converter:
-        return converter.convert(fmt, io_type=io_type, calibration=calibration)
-
-
 @contextlib.contextmanager
 def _quiet_tensorflow():
     """Hide TensorFlow's native chatter: import-time oneDNN/CUDA lines, and the converter's ("Statistics for
@@ -262,20 +246,11 @@ def _quiet_tensorflow():
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
-    saved = None
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
+            yield
     finally:
-        if saved is not None:
-            os.close(saved)
         absl.setLevel(level)
 
 
@@ -337,11 +312,10 @@ def tensor_io(data: bytes) -> dict:
     return {"input": describe(graph.Inputs(0)), "output": describe(graph.Outputs(0))}
 
 
-def _first_line(exc: BaseException) -> str:
-    """One readable line from a (often very long, MLIR-located) TensorFlow error."""
-    text = str(exc)
-    unsupported = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+def _reason(exc: BaseException) -> str:
+    """One readable line from a (often very long, MLIR-located) TensorFlow error: the ops TFLite lacks, if that is
+    what it says, else its first line."""
+    unsupported = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", str(exc))))
     if unsupported:
         return f"operations with no TFLite builtin kernel: {', '.join(unsupported)}"
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[0] if lines else exc.__class__.__name__)[:300]
+    return first_line(exc)

@@ -10,17 +10,17 @@ What is written (the layout MediaPipe Tasks' ImageClassifier and the Android Tas
                                     NormalizationOptions(mean, std), Stats(min, max) of the tensor's values
           output_tensor_metadata[0] "probability": FeatureProperties, Stats(0, 1),
                                     associated file labels.txt (TENSOR_AXIS_LABELS)
-        associated_files: edgeclf.json (DESCRIPTIONS)
+        associated_files: edgeclf-model.json (DESCRIPTIONS)
       Model.metadata["edgeclf_sha256"] -> 32 bytes: sha256 of the whole file without these 32 bytes (checked by the
                                           runtime before any interpreter sees the file)
-      zip members: labels.txt   one class per line, in output order
-                   edgeclf.json {"format": "edgeclf.model/1", "labels": [...], "input": InputContract fields,
+      zip members: labels.txt          one class per line, in output order
+                   edgeclf-model.json  {"format": "edgeclf.model/1", "labels": [...], "input": InputContract fields,
                                  "quantization": "int8", "io": "uint8", "source": {...}, "versions": {...}}
 
 Normalization: every edgeclf graph scales pixels itself, so the tensor takes raw pixels. For a uint8/int8 input the
 consumers ignore NormalizationOptions (they feed the raw quantized pixels) and we record MobileNetV2's 127.5/127.5 for
 information. For a float32 input (``--io float32``) the consumers *apply* (x - mean) / std before feeding, so we write
-mean 0 and std 1: the graph must receive 0..255, not [-1, 1]. ``input.mean``/``input.std`` in edgeclf.json match.
+mean 0 and std 1: the graph must receive 0..255, not [-1, 1]. ``input.mean``/``input.std`` in edgeclf-model.json match.
 
 Reading it back without TensorFlow: :func:`edgeclf.runtime.model_metadata.read_metadata` (pure Python + flatbuffers).
 The schema's generated Python code is vendored in ``_metadata_schema_fb.py``; the TFLite model itself is edited
@@ -38,17 +38,14 @@ import flatbuffers
 import numpy as np
 
 from edgeclf import __version__
+from edgeclf.contracts import (LABELS_FILE, METADATA_IDENTIFIER, METADATA_NAME, MODEL_CONTRACT_FILE,
+                               MODEL_CONTRACT_FORMAT)
 from edgeclf.runtime.model_check import DIGEST_NAME, content_digest, digest_span
 
 from . import _metadata_schema_fb as meta_fb
 from .pack import pack_model
 
-METADATA_NAME = "TFLITE_METADATA"
-METADATA_IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since metadata schema 1.0.0
-LABELS_NAME = "labels.txt"
-CONTRACT_NAME = "edgeclf.json"
-MODEL_FORMAT = "edgeclf.model/1"
 _TENSOR_RANGES = {"uint8": (0.0, 255.0), "int8": (-128.0, 127.0), "float32": (0.0, 255.0)}
 
 
@@ -59,10 +56,10 @@ def normalization_for(input_dtype: str) -> tuple[float, float]:
 
 def build_contract(*, labels: list[str], width: int, height: int, input_dtype: str, quantization: str, io_type: str,
                    source: dict | None = None, versions: dict | None = None, recipe: str | None = None) -> dict:
-    """The edgeclf.json packed into the model: everything the runtime needs to feed it, from one file."""
+    """The model contract (edgeclf-model.json) packed into the model: everything the runtime needs to feed it."""
     mean, std = normalization_for(input_dtype)
     return {
-        "format": MODEL_FORMAT,
+        "format": MODEL_CONTRACT_FORMAT,
         "labels": list(labels),
         "input": {"height": int(height), "width": int(width), "channels": 3, "dtype": input_dtype, "color": "RGB",
                   "resize": "bilinear", "mean": mean, "std": std},
@@ -77,7 +74,7 @@ def build_contract(*, labels: list[str], width: int, height: int, input_dtype: s
 
 def embed_metadata(model: bytes, contract: dict, *, name: str, description: str,
                    author: str = "edgeclf", license_: str = "") -> bytes:
-    """Return ``model`` with TFLite Model Metadata and the associated files (labels.txt, edgeclf.json) embedded.
+    """Return ``model`` with TFLite Model Metadata and the associated files (labels.txt, edgeclf-model.json) embedded.
 
     Any metadata or appended archive already in ``model`` is replaced."""
     labels, spec = contract["labels"], contract["input"]
@@ -88,8 +85,8 @@ def embed_metadata(model: bytes, contract: dict, *, name: str, description: str,
     archive.write(flat)
     with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_STORED) as zf:
         # Stored (consumers read members in place) with a fixed timestamp, so an export is byte-reproducible.
-        for member, text in ((LABELS_NAME, "".join(f"{label}\n" for label in labels)),
-                             (CONTRACT_NAME, json.dumps(contract, indent=2, default=str) + "\n")):
+        for member, text in ((LABELS_FILE, "".join(f"{label}\n" for label in labels)),
+                             (MODEL_CONTRACT_FILE, json.dumps(contract, indent=2, default=str) + "\n")):
             zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), text)
     return seal(archive.getvalue())
 
@@ -127,14 +124,14 @@ def _metadata_flatbuffer(labels, spec: dict, *, name: str, description: str, aut
 
     probs = meta_fb.TensorMetadataT()
     probs.name = "probability"
-    probs.description = f"Probability of each of the {len(labels)} classes, in the order of {LABELS_NAME}."
+    probs.description = f"Probability of each of the {len(labels)} classes, in the order of {LABELS_FILE}."
     probs.content = meta_fb.ContentT()
     probs.content.contentPropertiesType = meta_fb.ContentProperties.FeatureProperties
     probs.content.contentProperties = meta_fb.FeaturePropertiesT()
     probs.stats = meta_fb.StatsT()
     probs.stats.min, probs.stats.max = [0.0], [1.0]
     label_file = meta_fb.AssociatedFileT()
-    label_file.name = LABELS_NAME
+    label_file.name = LABELS_FILE
     label_file.description = "Class labels, one per line, in output order."
     label_file.type = meta_fb.AssociatedFileType.TENSOR_AXIS_LABELS
     probs.associatedFiles = [label_file]
@@ -144,7 +141,7 @@ def _metadata_flatbuffer(labels, spec: dict, *, name: str, description: str, aut
     subgraph.outputTensorMetadata = [probs]
 
     contract_file = meta_fb.AssociatedFileT()
-    contract_file.name = CONTRACT_NAME
+    contract_file.name = MODEL_CONTRACT_FILE
     contract_file.description = "edgeclf input contract, labels and provenance (JSON)."
     contract_file.type = meta_fb.AssociatedFileType.DESCRIPTIONS
 

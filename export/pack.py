@@ -16,7 +16,7 @@ from __future__ import annotations
 import flatbuffers
 import numpy as np
 
-from edgeclf.runtime.model_file import TFLITE_IDENTIFIER
+from edgeclf.contracts import TFLITE_IDENTIFIER
 
 BUFFER_ALIGNMENT = 16  # schema.fbs: table Buffer { data:[ubyte] (force_align: 16); }
 SHARE_MAX_BYTES = 64 * 1024  # quantization parameters and shapes; weights are never equal, hashing them is waste

@@ -12,12 +12,10 @@ import time
 from pathlib import Path
 
 from edgeclf.console import format_table
+from edgeclf.contracts import REPORT_FILE, REPORT_MD_FILE
 from edgeclf.fsutil import atomic_write_json, atomic_write_text
 
 from . import quality
-
-JSON_NAME = "report.json"
-MD_NAME = "report.md"
 REPORT_FORMAT = "edgeclf.export-report/1"
 
 
@@ -184,7 +182,8 @@ def _changes_md(report: dict) -> list[str]:
 
 
 def write(report: dict, folder: Path) -> None:
-    for path in (atomic_write_json(folder / JSON_NAME, report), atomic_write_text(folder / MD_NAME, markdown(report))):
+    for path in (atomic_write_json(folder / REPORT_FILE, report),
+                 atomic_write_text(folder / REPORT_MD_FILE, markdown(report))):
         path.chmod(0o644)  # like the models beside it (the atomic temp file is created private)
 
 

@@ -23,15 +23,17 @@ from typing import Any
 import numpy as np
 
 from edgeclf.console import note
+from edgeclf.contracts import (DEFAULT_FORMATS, DEFAULT_IO, FORMATS, MODEL_FILE, REPORT_FILE, REPORT_MD_FILE,
+                               check_image_size, model_filename)
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import check_writable_dir, publish_staged, refuse_clobber, staging_dir
-from edgeclf.manifest import MODEL_FILE, Manifest, Splits, load_manifest, load_splits
+from edgeclf.manifest import Manifest, Splits, load_manifest, load_splits
+from edgeclf.runtime.machine import package_versions
 
 from . import quality
 from . import report as reports
 from .calibration import DEFAULT_SAMPLES, Calibration, load_calibration
-from .convert import (CALIBRATED_FORMATS, DEFAULT_FORMATS, DEFAULT_IO, FORMATS, Converter, input_size,
-                      load_keras_model, model_filename, op_set, tensor_io, with_input)
+from .convert import CALIBRATED_FORMATS, Converter, input_size, load_keras_model, op_set, tensor_io, with_input
 from .int8 import Int8Builder, first_passing
 from .metadata import build_contract, embed_metadata
 from .recipes import Recipe, attempt_order
@@ -133,8 +135,7 @@ def plan_export(opts: ExportOptions) -> ExportPlan:
         raise UsageError(f"{run_dir}: splits.json and edgeclf.json disagree on the labels",
                          "they come from different runs; re-run edgeclf train")
     out = output_dir(opts)
-    names = [model_filename(fmt, _io_for(fmt, opts.io_type)) for fmt in formats] + [reports.JSON_NAME,
-                                                                                   reports.MD_NAME]
+    names = [model_filename(fmt, _io_for(fmt, opts.io_type)) for fmt in formats] + [REPORT_FILE, REPORT_MD_FILE]
     recipes = attempt_order(opts.int8_recipe, opts.io_type) if "int8" in formats else []
     if opts.keep_attempts:
         names += [attempt_filename(model_filename("int8", opts.io_type), r.name) for r in recipes]
@@ -157,8 +158,8 @@ def _check_options(opts: ExportOptions) -> tuple[str, ...]:
     for name, value in (("--max-drop", opts.max_drop), ("--min-agreement", opts.min_agreement)):
         if value != value:  # NaN
             raise UsageError(f"{name} must be a number, e.g. {DEFAULT_MAX_DROP if 'drop' in name else 99.0}")
-    if opts.image_size is not None and not 32 <= opts.image_size <= 1024:
-        raise UsageError(f"--image-size {opts.image_size} is out of range", "use 32..1024 (96..224 typical)")
+    if opts.image_size is not None:
+        check_image_size(opts.image_size)
     return formats
 
 
@@ -286,7 +287,7 @@ def _validate(work: _Work, fmt: str, io_type: str, flat: bytes, name: str, recip
     labels, tensors = plan.labels, tensor_io(flat)
     contract = build_contract(
         labels=labels, width=size[0], height=size[1], input_dtype=tensors["input"]["dtype"], quantization=fmt,
-        io_type=io_type, versions=_versions(), recipe=recipe,
+        io_type=io_type, versions=package_versions(("tensorflow", "keras")), recipe=recipe,
         source={"run_dir": str(plan.run_dir.resolve()), "dataset_fingerprint": plan.splits.fingerprint,
                 "base_model": plan.manifest.base_model, "trained_input": list(work.trained_size)})
     data = embed_metadata(
@@ -306,14 +307,3 @@ def _validate(work: _Work, fmt: str, io_type: str, flat: bytes, name: str, recip
                top1_changes=top1_changes(probs, work.reference_probs, work.test.paths, labels))
     return row
 
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    found = {}
-    for dist in ("tensorflow", "keras"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found

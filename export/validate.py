@@ -3,7 +3,7 @@
 Every exported model is run with :class:`edgeclf.runtime.classifier.Classifier` (the code users run on the Pi), the
 Keras reference with Keras, both on the same uint8 tensors from :func:`edgeclf.runtime.preprocess.load_image`.
 The test split is exactly the one splits.json recorded; files that vanished or changed since training are counted
-and refused unless the caller allows them (principle 2: no metric on anything but the held-out split).
+and refused unless the caller allows them (ARCHITECTURE.md, "The test split is decided once").
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ _EXPORTS = {
     "Classifier": "classifier",
     "Prediction": "classifier",
     "UNKNOWN": "classifier",
+    "answer": "classifier",
+    "get_classes": "classifier",
     "expand_paths": "classifier",
     "find_interpreter": "interpreter",
     "load_interpreter": "interpreter",

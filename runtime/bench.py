@@ -34,7 +34,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgeclf.contracts import FORMATS
 from edgeclf.errors import EdgeclfError, ImageError, ModelError, UsageError
+from edgeclf.native import native_stderr_silenced
 
 from . import metrics
 from .machine import usable_cores
@@ -42,7 +44,6 @@ from .stats import LatencyStats, overhead, ratio
 
 FRAME_SIZE = (640, 480)  # (width, height) of the synthetic in-memory "camera" frame and JPEG
 BLOCK = 10  # interleaving block for the invoke()/Classifier comparison
-FORMATS = ("float32", "float16", "dynamic", "int8")
 
 
 @dataclass
@@ -80,8 +81,9 @@ def model_format(path: str | os.PathLike, input_dtype: str = "") -> str:
 
 def check_models(paths: Sequence[str | os.PathLike], config: BenchConfig) -> list[dict]:
     """Open every model once before hours of measuring: a missing file, a non-model or missing labels fail now,
-    with the one-line error naming the file. Returns what each model declares (labels, input size, backend)."""
+    with the one-line error naming the file. Returns what each model declares (labels, input size, format, backend)."""
     from .classifier import Classifier
+    from .model_metadata import describe
 
     if not paths:
         raise UsageError("no model given", "pass one or more .tflite files: edgeclf bench model_int8.tflite")
@@ -92,9 +94,10 @@ def check_models(paths: Sequence[str | os.PathLike], config: BenchConfig) -> lis
             raise UsageError(f"{p}: model given twice", "pass each model once")
         seen.add(key)
         clf = Classifier(p, labels=config.labels, num_threads=1, interpreter=config.interpreter)
+        declared = describe(clf.info)  # an edgeclf export says its format; other models are guessed from the name
         infos.append({"model": str(p), "labels": list(clf.labels), "input_size": list(clf.input_size),
                       "input_dtype": str(clf.input_dtype), "backend": clf.backend,
-                      "format": model_format(p, str(clf.input_dtype))})
+                      "format": declared["quantization"] or model_format(p, str(clf.input_dtype))})
         del clf
     return infos
 
@@ -222,12 +225,22 @@ def _decode_only(path: str, size: tuple[int, int]):
     return img
 
 
+@dataclass
+class Samples:
+    """Per-call durations in seconds of one measurement, and the paired block ratios (see the module docstring)."""
+
+    invoke: list[float] = field(default_factory=list)
+    classifier: list[float] = field(default_factory=list)
+    block_ratios: list[float] = field(default_factory=list)
+    frame: list[float] = field(default_factory=list)
+    jpeg: list[float] = field(default_factory=list)
+    decode: list[float] = field(default_factory=list)
+    resize: list[float] = field(default_factory=list)
+
+
 def measure(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
     """Run one (model, threads) measurement in this process and return its JSON-ready record."""
     from .classifier import Classifier
-    from .interpreter import load_interpreter
-    from .preprocess import load_image
-
     from .interpreter import find_interpreter
 
     cfg = task.config
@@ -236,76 +249,20 @@ def measure(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
     t0 = time.perf_counter()
     clf = Classifier(task.model, labels=cfg.labels, num_threads=task.threads, interpreter=cfg.interpreter)
     load_s = time.perf_counter() - t0
-    w, h = clf.input_size
-    ready = synthetic_photo((w, h), seed=1)
+    ready = synthetic_photo(clf.input_size, seed=1)
     first_s = _timed(clf.probabilities_from_input, ready)
 
-    # The reference: a bare interpreter of the same class, model and threads, input set once, invoke() only.
-    bare, _ = load_interpreter(task.model, task.threads, prefer=clf.backend.split()[0])
-    detail = bare.get_input_details()[0]
-    bare.set_tensor(detail["index"], ready.astype(detail["dtype"])[np.newaxis])
-    invoke = bare.invoke
-    hot = clf.probabilities_from_input
+    samples = Samples()
+    _time_invoke_and_classifier(task, clf, ready, samples, tick)
+    _time_frames(clf, cfg.runs, samples, tick)
+    _time_jpegs(clf, task.jpegs, cfg.runs, samples, tick)
 
-    for _ in range(cfg.warmup):
-        invoke()
-        hot(ready)
-    tick(2 * cfg.warmup)
-
-    bare_s, clf_s, block_ratios = [], [], []
-    perf = time.perf_counter
-    for block in range(0, cfg.runs, BLOCK):
-        n = min(BLOCK, cfg.runs - block)
-        order = ("bare", "clf") if (block // BLOCK) % 2 == 0 else ("clf", "bare")
-        for which in order:
-            if which == "bare":
-                for _ in range(n):
-                    t0 = perf()
-                    invoke()
-                    bare_s.append(perf() - t0)
-            else:
-                for _ in range(n):
-                    t0 = perf()
-                    hot(ready)
-                    clf_s.append(perf() - t0)
-        # Paired estimate: neighbouring blocks saw the same machine state (other jobs, clock speed).
-        block_ratios.append(float(np.median(clf_s[-n:]) / np.median(bare_s[-n:])))
-        tick(2 * n)
-    del bare
-
-    frame = synthetic_photo(FRAME_SIZE, seed=2)
-    frame_s = []
-    for _ in range(cfg.runs):
-        frame_s.append(_timed(clf.probabilities, frame))
-    tick(cfg.runs)
-
-    # End to end from a file, and its parts, interleaved call by call so both see the same machine state.
-    jpegs = task.jpegs
-    jpeg_s, decode_s, finish_s = [], [], []
-    for i in range(cfg.runs):
-        path = jpegs[i % len(jpegs)]
-        jpeg_s.append(_timed(clf.probabilities, path))
-        t0 = perf()
-        img = _decode_only(path, (w, h))
-        t1 = perf()
-        load_image(img, (w, h))  # the rest of the one path: EXIF orientation, to RGB, resize
-        t2 = perf()
-        decode_s.append(t1 - t0)
-        finish_s.append(t2 - t1)
-        if i % BLOCK == BLOCK - 1:
-            tick(2 * BLOCK)
-    tick(2 * (cfg.runs % BLOCK))
-
-    invoke_stats = LatencyStats.from_seconds(bare_s)
-    clf_stats = LatencyStats.from_seconds(clf_s)
-    jpeg_stats = LatencyStats.from_seconds(jpeg_s)
-    decode_ms, finish_ms = float(np.mean(decode_s)) * 1000, float(np.mean(finish_s)) * 1000
     record = {
         "model": task.model,
         "name": Path(task.model).name,
         "format": model_format(task.model, str(clf.input_dtype)),
         "size_bytes": os.path.getsize(task.model),
-        "input_size": [w, h],
+        "input_size": list(clf.input_size),
         "input_dtype": str(clf.input_dtype),
         "output_dtype": str(clf.output_dtype),
         "backend": clf.backend,
@@ -314,34 +271,98 @@ def measure(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:
         "warmup": cfg.warmup,
         "load_ms": round(load_s * 1000, 3),
         "first_inference_ms": round(first_s * 1000, 3),
-        "invoke": invoke_stats.to_dict(),
-        "classifier": clf_stats.to_dict(),
-        "frame": LatencyStats.from_seconds(frame_s).to_dict(),
-        "jpeg": jpeg_stats.to_dict(),
-        "overhead": {  # Classifier on a ready frame vs bare invoke(): 0.02 = 2 % slower
-            "paired": _round(float(np.median(block_ratios)) - 1.0),  # median over block pairs: the headline
-            "p50": _round(overhead(clf_stats.p50, invoke_stats.p50)),  # ratio of the two overall medians
-            "mean": _round(overhead(clf_stats.mean, invoke_stats.mean)),
-            "block_ratios": [round(r, 5) for r in block_ratios],
-        },
-        "breakdown_ms": {  # means, which add up (medians do not)
-            "decode": round(decode_ms, 3),
-            "resize": round(finish_ms, 3),
-            "inference": round(clf_stats.mean, 3),
-            "sum": round(decode_ms + finish_ms + clf_stats.mean, 3),
-            "jpeg_end_to_end": round(jpeg_stats.mean, 3),
-        },
-        "jpeg_vs_invoke": {"p50": _round(ratio(jpeg_stats.p50, invoke_stats.p50)),
-                           "mean": _round(ratio(jpeg_stats.mean, invoke_stats.mean))},
-        "throughput_ips": round(clf_stats.throughput, 2),
-        "jpeg_throughput_ips": round(jpeg_stats.throughput, 2),
-        "jpeg_files": len(jpegs),
+        **_summarise(samples),
+        "jpeg_files": len(task.jpegs),
         "memory_mb": {"before_load": _round(rss_before, 1), "peak": _round(peak_rss_mb(), 1),
                       "isolated": cfg.isolate},
     }
     if task.eval_items:
         record["predictions"] = _predict_all(clf, task.eval_items, tick)
     return record
+
+
+def _time_invoke_and_classifier(task: Task, clf, ready: np.ndarray, samples: Samples, tick) -> None:
+    """A bare interpreter of the same class, model and threads (input set once, invoke() only) against the
+    Classifier's hot path, in alternating blocks of ``BLOCK`` calls."""
+    from .interpreter import load_interpreter
+
+    cfg = task.config
+    bare, _ = load_interpreter(task.model, task.threads, prefer=clf.backend.split()[0])
+    detail = bare.get_input_details()[0]
+    bare.set_tensor(detail["index"], ready.astype(detail["dtype"])[np.newaxis])
+    calls = {"invoke": (bare.invoke, ()), "classifier": (clf.probabilities_from_input, (ready,))}
+    for _ in range(cfg.warmup):
+        for fn, args in calls.values():
+            fn(*args)
+    tick(2 * cfg.warmup)
+    perf = time.perf_counter
+    for block in range(0, cfg.runs, BLOCK):
+        n = min(BLOCK, cfg.runs - block)
+        order = ("invoke", "classifier") if (block // BLOCK) % 2 == 0 else ("classifier", "invoke")
+        for which in order:
+            fn, args = calls[which]
+            out = getattr(samples, which)
+            for _ in range(n):
+                t0 = perf()
+                fn(*args)
+                out.append(perf() - t0)
+        # Paired estimate: neighbouring blocks saw the same machine state (other jobs, clock speed).
+        samples.block_ratios.append(float(np.median(samples.classifier[-n:]) / np.median(samples.invoke[-n:])))
+        tick(2 * n)
+
+
+def _time_frames(clf, runs: int, samples: Samples, tick) -> None:
+    """``Classifier.probabilities`` on an in-memory camera-sized frame: resize + inference."""
+    frame = synthetic_photo(FRAME_SIZE, seed=2)
+    samples.frame.extend(_timed(clf.probabilities, frame) for _ in range(runs))
+    tick(runs)
+
+
+def _time_jpegs(clf, jpegs: Sequence[str], runs: int, samples: Samples, tick) -> None:
+    """End to end from a file, and its parts, interleaved call by call so both see the same machine state."""
+    from .preprocess import load_image
+
+    perf = time.perf_counter
+    for i in range(runs):
+        path = jpegs[i % len(jpegs)]
+        samples.jpeg.append(_timed(clf.probabilities, path))
+        t0 = perf()
+        img = _decode_only(path, clf.input_size)
+        t1 = perf()
+        load_image(img, clf.input_size)  # the rest of the one path: EXIF orientation, to RGB, resize
+        samples.decode.append(t1 - t0)
+        samples.resize.append(perf() - t1)
+        if i % BLOCK == BLOCK - 1:
+            tick(2 * BLOCK)
+    tick(2 * (runs % BLOCK))
+
+
+def _summarise(samples: Samples) -> dict:
+    """The latency part of a record: one summary per timed path, the runtime's overhead, a breakdown, throughput."""
+    invoke, clf, jpeg = (LatencyStats.from_seconds(s) for s in (samples.invoke, samples.classifier, samples.jpeg))
+    decode_ms, resize_ms = float(np.mean(samples.decode)) * 1000, float(np.mean(samples.resize)) * 1000
+    return {
+        "invoke": invoke.to_dict(),
+        "classifier": clf.to_dict(),
+        "frame": LatencyStats.from_seconds(samples.frame).to_dict(),
+        "jpeg": jpeg.to_dict(),
+        "overhead": {  # Classifier on a ready frame vs bare invoke(): 0.02 = 2 % slower
+            "paired": _round(float(np.median(samples.block_ratios)) - 1.0),  # median over block pairs: the headline
+            "p50": _round(overhead(clf.p50, invoke.p50)),  # ratio of the two overall medians
+            "mean": _round(overhead(clf.mean, invoke.mean)),
+            "block_ratios": [round(r, 5) for r in samples.block_ratios],
+        },
+        "breakdown_ms": {  # means, which add up (medians do not)
+            "decode": round(decode_ms, 3),
+            "resize": round(resize_ms, 3),
+            "inference": round(clf.mean, 3),
+            "sum": round(decode_ms + resize_ms + clf.mean, 3),
+            "jpeg_end_to_end": round(jpeg.mean, 3),
+        },
+        "jpeg_vs_invoke": {"p50": _round(ratio(jpeg.p50, invoke.p50)), "mean": _round(ratio(jpeg.mean, invoke.mean))},
+        "throughput_ips": round(clf.throughput, 2),
+        "jpeg_throughput_ips": round(jpeg.throughput, 2),
+    }
 
 
 def _predict_all(clf, items: Sequence[tuple[str, str]], tick) -> dict:
@@ -376,27 +397,17 @@ def task_units(task: Task) -> int:
 
 def _child(task: Task, messages) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _silence_native_stderr()
-    try:
-        record = measure(task, tick=lambda n: messages.put(("tick", n)))
-        messages.put(("result", record))
-    except EdgeclfError as exc:
-        messages.put(("error", (exc.__class__.__name__, exc.message, exc.hint)))
-    except BaseException as exc:  # report, do not hang the parent
-        messages.put(("error", ("EdgeclfError", f"{task.model}: benchmark failed ({exc.__class__.__name__}: {exc})",
-                                None)))
-
-
-def _silence_native_stderr() -> None:
-    """The interpreter's C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate" on file descriptor 2 in
-    every child, which would tear through the parent's progress bar. Failures still reach the parent through the
-    queue, and a crash through the exit code."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    except OSError:
-        pass
+    # The child's native stderr ("INFO: Created TensorFlow Lite XNNPACK delegate") would tear through the parent's
+    # progress bar; failures reach the parent through the queue, a crash through the exit code.
+    with native_stderr_silenced():
+        try:
+            record = measure(task, tick=lambda n: messages.put(("tick", n)))
+            messages.put(("result", record))
+        except EdgeclfError as exc:
+            messages.put(("error", (exc.__class__.__name__, exc.message, exc.hint)))
+        except BaseException as exc:  # report, do not hang the parent
+            messages.put(("error", ("EdgeclfError", f"{task.model}: benchmark failed ({exc.__class__.__name__}: "
+                                    f"{exc})", None)))
 
 
 def run_task(task: Task, tick: Callable[[int], None] = lambda n: None) -> dict:

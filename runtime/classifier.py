@@ -16,8 +16,8 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from edgeclf.contracts import LABELS_FILE, MANIFEST_FILE, read_labels_file
 from edgeclf.errors import ImageError, ModelError, UsageError
-from edgeclf.manifest import LABELS_FILE, MANIFEST_FILE, read_labels_file
 
 from .interpreter import load_interpreter, resolve_threads
 from .model_file import ModelInfo, read_model_file, read_model_info
@@ -162,15 +162,8 @@ class Classifier:
         return self.top(self.probabilities(source), top_k, threshold)
 
     def top(self, probs: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[Prediction]:
-        """Turn a probability vector into sorted predictions (see :meth:`classify`)."""
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {top_k}")
-        order = np.argsort(-probs, kind="stable")[: top_k or len(probs)]
-        preds = [Prediction(self.labels[i], int(i), float(probs[i])) for i in order]
-        if threshold is not None:
-            kept = [p for p in preds if p.score >= threshold]
-            return kept or [Prediction(UNKNOWN, -1, preds[0].score)]
-        return preds
+        """Turn a probability vector into sorted predictions (see :meth:`classify` and :func:`get_classes`)."""
+        return get_classes(probs, self.labels, top_k, threshold)
 
     def classify_many(self, paths: Iterable[str | os.PathLike], top_k: int | None = None,
                       threshold: float | None = None, *, workers: int | None = None
@@ -188,6 +181,28 @@ class Classifier:
         w, h = self.input_size
         return (f"Classifier({str(self.model_path)!r}, {len(self.labels)} labels, input {w}x{h} {self.input_dtype}, "
                 f"output {self.output_dtype}, {self.backend})")
+
+
+def get_classes(probs: np.ndarray, labels: Sequence[str], top_k: int | None = None,
+                threshold: float | None = None) -> list[Prediction]:
+    """The ``top_k`` best classes (all when None), best first, as pycoral's ``classify.get_classes`` gives them.
+
+    With ``threshold``, classes scoring below it are dropped; when none is left the answer is
+    ``[Prediction("unknown", -1, best score)]``, the same decision as :func:`answer`."""
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    order = np.argsort(-probs, kind="stable")[: top_k or len(probs)]
+    preds = [Prediction(labels[i], int(i), float(probs[i])) for i in order]
+    if threshold is None:
+        return preds
+    return [p for p in preds if p.score >= threshold] or [answer(preds, threshold)]
+
+
+def answer(preds: Sequence[Prediction], threshold: float | None) -> Prediction:
+    """The one label to report for sorted ``preds``: the best, or "unknown" (index -1, the best score) when the best
+    scores below ``threshold``."""
+    best = preds[0]
+    return best if threshold is None or best.score >= threshold else Prediction(UNKNOWN, -1, best.score)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike | ImageError]) -> Iterator[Path | ImageError]:

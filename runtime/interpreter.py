@@ -12,7 +12,7 @@ import os
 import warnings
 from importlib import metadata as importlib_metadata
 
-from edgeclf.errors import MissingDependencyError, ModelError, UsageError
+from edgeclf.errors import MissingDependencyError, ModelError, UsageError, first_line
 from edgeclf.native import native_stderr_silenced
 
 from .machine import usable_cores
@@ -88,7 +88,7 @@ def load_interpreter(model_path, num_threads: int | None = None, *, prefer: str 
                 interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ModelError(f"{model_path}: truncated, corrupt or unsupported TFLite model ({backend}: {first_line})",
+        raise ModelError(f"{model_path}: truncated, corrupt or unsupported TFLite model ({backend}: "
+                         f"{first_line(exc)})",
                          "copy or export the model again, or update the interpreter package") from None
     return interpreter, backend

@@ -1,6 +1,7 @@
-"""Latency bookkeeping for live loops and benchmarks: per-stage samples in ms, mean/p50/p90, smoothed FPS.
+"""Per-stage frame timing for the live loop: samples in ms per stage, a smoothed FPS, and a summary.
 
-Kept separate from the loop so ``edgeclf bench`` and ``edgeclf camera`` report the same statistics the same way.
+Each stage is summarised by :class:`.stats.LatencyStats`, the type ``edgeclf bench`` reports, so camera and bench
+compute the same statistics the same way.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from array import array
 
 import numpy as np
 
+from .stats import LatencyStats
+
 STAGES = ("capture", "preprocess", "inference")
 
 
-class LatencyStats:
+class FrameTimings:
     """Collects one sample per stage per frame; ``fps`` is an exponential moving average of the frame rate."""
 
     def __init__(self, stages=STAGES, smoothing: float = 0.1):
@@ -46,12 +49,8 @@ class LatencyStats:
         """{"frames", "seconds", "fps", "stages": {stage: {"mean", "p50", "p90", "max"}}} (ms, rounded)."""
         stages = {}
         for stage, values in self.samples.items():
-            if len(values):
-                arr = np.frombuffer(values, dtype=np.float64)
-                stages[stage] = {"mean": round(float(arr.mean()), 3), "p50": round(float(np.percentile(arr, 50)), 3),
-                                 "p90": round(float(np.percentile(arr, 90)), 3), "max": round(float(arr.max()), 3)}
-            else:
-                stages[stage] = {"mean": None, "p50": None, "p90": None, "max": None}
+            stats = LatencyStats.from_ms(np.frombuffer(values, dtype=np.float64)).to_dict(3) if len(values) else {}
+            stages[stage] = {key: stats.get(key) for key in ("mean", "p50", "p90", "max")}
         seconds = self.elapsed
         return {"frames": self.frames, "seconds": round(seconds, 3),
                 "fps": round(self.frames / seconds, 2) if seconds > 0 and self.frames else 0.0, "stages": stages}

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from edgeclf.errors import EdgeclfError
 
-from .latency import LatencyStats, Timer
+from .classifier import answer
+from .latency import FrameTimings, Timer
 from .preprocess import prepare_frame
 from .sinks import SinkOptions, StopLoop, close_sinks, open_sinks
 from .sources import FrameSource, SourceError, open_source, pace
@@ -33,7 +34,7 @@ class LoopOptions:
 
 @dataclass
 class LoopResult:
-    stats: LatencyStats
+    stats: FrameTimings
     reason: str  # "max-frames" | "end-of-source" | "interrupted" | "stopped" | "source-error" | "error"
     error: EdgeclfError | None = None
     summary: dict = field(default_factory=dict)
@@ -43,7 +44,7 @@ def run_live(clf, source: FrameSource, sinks=(), *, top_k: int = 1, threshold: f
              max_frames: int | None = None, fps_limit: float | None = None, loop: bool = False) -> LoopResult:
     """Classify frames from ``source`` until a stop condition; always closes sinks and source."""
     options = LoopOptions(top_k, threshold, max_frames, fps_limit, loop)
-    stats = LatencyStats()
+    stats = FrameTimings()
     reason, error = "end-of-source", None
     try:
         reason = _classify_frames(clf, source, sinks, stats, options)
@@ -59,7 +60,7 @@ def run_live(clf, source: FrameSource, sinks=(), *, top_k: int = 1, threshold: f
     return LoopResult(stats, reason, error)
 
 
-def _classify_frames(clf, source: FrameSource, sinks, stats: LatencyStats, options: LoopOptions) -> str:
+def _classify_frames(clf, source: FrameSource, sinks, stats: FrameTimings, options: LoopOptions) -> str:
     """The loop proper; returns why it ended normally."""
     start = 0.0
     while options.max_frames is None or stats.frames < options.max_frames:
@@ -82,17 +83,16 @@ def _classify_frames(clf, source: FrameSource, sinks, stats: LatencyStats, optio
     return "max-frames"
 
 
-def frame_result(clf, probs, stats: LatencyStats, latency: dict, display_shape, options: LoopOptions) -> dict:
+def frame_result(clf, probs, stats: FrameTimings, latency: dict, display_shape, options: LoopOptions) -> dict:
     """What every output (JSON line, status line, web page) says about one frame."""
     preds = clf.top(probs, options.top_k)
-    best = preds[0]
-    threshold = options.threshold
+    best = answer(preds, options.threshold)
     return {
         "frame": stats.frames,
-        "label": best.label if threshold is None or best.score >= threshold else "unknown",
+        "label": best.label,
         "score": round(best.score, 6),
         "top_k": [{"label": p.label, "score": round(p.score, 6)} for p in preds],
-        "threshold": threshold,
+        "threshold": options.threshold,
         "latency_ms": {stage: round(ms, 3) for stage, ms in latency.items()},
         "fps": round(stats.fps, 2),
         "model": clf.model_path.name,

@@ -12,7 +12,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import time
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -156,6 +155,12 @@ def package_version(dist: str) -> str | None:
         return None
 
 
+def package_versions(dists) -> dict[str, str]:
+    """{distribution: version} of those of ``dists`` that are installed (what artifacts record as provenance)."""
+    found = {dist: package_version(dist) for dist in dists}
+    return {dist: v for dist, v in found.items() if v is not None}
+
+
 def cpu_model(root: Path = Path("/")) -> str:
     try:
         found = parse_cpuinfo((root / "proc/cpuinfo").read_text(errors="replace"))
@@ -222,6 +227,3 @@ def machine_slug(info: dict) -> str:
         name = "-".join(parts)
     return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-") or "machine"
 
-
-def python_summary() -> str:
-    return f"Python {platform.python_version()} ({sys.implementation.name})"

@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import math
 
+from edgeclf.contracts import MODEL_CONTRACT_FILES, MODEL_CONTRACT_FORMAT
 from edgeclf.errors import ModelError
 
 from .flatbuffer import FlatbufferError, Table, root
 
 DIGEST_NAME = "edgeclf_sha256"
 DIGEST_SIZE = 32
-EDGECLF_MARKERS = (b'"format": "edgeclf.model/', b"edgeclf.json")  # what every edgeclf export carries
+EDGECLF_MARKERS = (f'"format": "{MODEL_CONTRACT_FORMAT.split("/")[0]}/'.encode(),  # what every edgeclf export carries
+                   *(name.encode() for name in MODEL_CONTRACT_FILES))
 # TensorType -> bytes per element (types whose data is not a plain array are not size-checked)
 ITEM_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 18: 2}
 ZERO_POINT_RANGES = {9: (-128, 127), 3: (0, 255), 7: (-32768, 32767), 16: (0, 65535)}  # INT8, UINT8, INT16, UINT16

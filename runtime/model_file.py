@@ -17,14 +17,11 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeclf.contracts import METADATA_IDENTIFIER, METADATA_NAME, MODEL_CONTRACT_FILES, TFLITE_IDENTIFIER, parse_labels
 from edgeclf.errors import ModelError
 
 from .flatbuffer import FlatbufferError, root
 from .model_check import check_model_bytes
-
-TFLITE_IDENTIFIER = b"TFL3"
-METADATA_IDENTIFIER = b"M001"
-METADATA_NAME = "TFLITE_METADATA"
 TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 IMAGE_PROPERTIES = 2  # ContentProperties union member
 NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions union member
@@ -46,7 +43,7 @@ class ModelInfo:
     std: list[float] = field(default_factory=list)
     has_metadata: bool = False
     associated_files: list[str] = field(default_factory=list)
-    manifest: dict | None = None  # an edgeclf.json packed among the associated files, if any
+    contract: dict | None = None  # the edgeclf model contract packed among the associated files, if any
 
 
 def read_model_file(path: str | os.PathLike) -> bytes:
@@ -96,19 +93,19 @@ def _read_model_info(data: bytes, name) -> ModelInfo:
             raise ModelError(f"{name}: metadata names the labels file {info.labels_file!r} but it is not packed "
                              "in the model (truncated or repacked?)", "export the model again or pass --labels FILE")
         info.labels = parse_labels(archive[info.labels_file])
-    if "edgeclf.json" in archive:
-        try:
-            info.manifest = json.loads(archive["edgeclf.json"].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            info.manifest = None
-    if info.labels is None and isinstance(info.manifest, dict) and isinstance(info.manifest.get("labels"), list):
-        info.labels = [str(x) for x in info.manifest["labels"]]
+    info.contract = _contract(archive)
+    if info.labels is None and isinstance(info.contract, dict) and isinstance(info.contract.get("labels"), list):
+        info.labels = [str(x) for x in info.contract["labels"]]
     return info
 
 
-def parse_labels(raw: bytes) -> list[str]:
-    """labels.txt content: one class per line, blank lines ignored (the TFLite metadata convention)."""
-    return [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
+def _contract(archive: dict[str, bytes]) -> dict | None:
+    """The packed model contract (under its current name, or the one earlier exports used), None if absent or bad."""
+    name = next((n for n in MODEL_CONTRACT_FILES if n in archive), None)
+    try:
+        return json.loads(archive[name].decode("utf-8")) if name else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _metadata_buffer(data: bytes) -> bytes | None:

@@ -2,13 +2,13 @@
 
 ``edgeclf export`` writes standard TFLite Model Metadata plus two associated files (see
 ``edgeclf.export.metadata`` for the full layout): ``labels.txt`` (TENSOR_AXIS_LABELS of the output tensor) and
-``edgeclf.json`` (format ``edgeclf.model/1``: labels, the input contract, quantization, io type, provenance).
+``edgeclf-model.json`` (format ``edgeclf.model/1``: labels, the input contract, quantization, io type, provenance).
 The flatbuffer parsing lives in :mod:`edgeclf.runtime.model_file`; this module only shapes its answer.
 """
 
 from __future__ import annotations
 
-from .model_file import read_model_info
+from .model_file import ModelInfo, read_model_info
 
 
 def read_metadata(model_bytes: bytes, name: str = "<model>") -> dict:
@@ -16,11 +16,15 @@ def read_metadata(model_bytes: bytes, name: str = "<model>") -> dict:
     "associated_files", "contract"}`` from a .tflite's bytes.
 
     ``input`` holds the InputContract fields (height, width, channels, dtype, color, resize, mean, std): from the
-    packed edgeclf.json when present, else from the standard ImageProperties/NormalizationOptions (dtype unknown).
+    packed model contract when present, else from the standard ImageProperties/NormalizationOptions (dtype unknown).
     Values a model does not declare are None (labels, input) or empty strings.
     """
-    info = read_model_info(model_bytes, name)
-    contract = info.manifest if isinstance(info.manifest, dict) else {}
+    return describe(read_model_info(model_bytes, name))
+
+
+def describe(info: ModelInfo) -> dict:
+    """:func:`read_metadata`'s answer for an already parsed model (``Classifier.info``)."""
+    contract = info.contract if isinstance(info.contract, dict) else {}
     spec = contract.get("input") if isinstance(contract.get("input"), dict) else None
     if spec is None and info.image_size:
         width, height = info.image_size

@@ -1,4 +1,4 @@
-"""The one preprocessing path (DESIGN principle 1).
+"""The one preprocessing path (ARCHITECTURE.md, "One preprocessing path").
 
 decode with Pillow → apply EXIF orientation → convert any mode to 8-bit RGB → resize (squash, bilinear) to the
 model's input size → ``uint8`` array of shape (H, W, 3).

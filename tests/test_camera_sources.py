@@ -11,7 +11,7 @@ import pytest
 
 from edgeclf.errors import MissingDependencyError, UsageError
 from edgeclf.runtime.annotate import annotate
-from edgeclf.runtime.latency import LatencyStats
+from edgeclf.runtime.latency import FrameTimings
 from edgeclf.runtime.live import run_live
 from edgeclf.runtime.preprocess import load_image
 from edgeclf.runtime.sinks import JsonLinesSink
@@ -174,7 +174,7 @@ def test_folder_source_shows_the_photo_classifies_the_model_input_and_rewinds(tm
 
 
 def test_latency_summary_percentiles():
-    stats = LatencyStats()
+    stats = FrameTimings()
     for ms in range(1, 11):
         stats.add(capture=ms, preprocess=0.5, inference=2 * ms)
     s = stats.summary()

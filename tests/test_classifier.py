@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from edgeclf.errors import ImageError, MissingDependencyError, ModelError, UsageError
-from edgeclf.runtime import Classifier, Prediction, find_interpreter
+from edgeclf.runtime import Classifier, Prediction, answer, find_interpreter, get_classes
 from edgeclf.runtime.preprocess import load_image
 from tests.fixtures.images import synthetic_image
 from tests.test_runtime_models import LABELS, SIZE, embed_metadata, model_copy, tiny_models  # noqa: F401
@@ -160,6 +160,17 @@ def test_classify_sorts_limits_and_thresholds(int8_model):
         clf.classify(synthetic_image(2, 11), top_k=0)
 
 
+def test_get_classes_and_the_unknown_answer_are_one_decision():
+    probs = np.array([0.1, 0.6, 0.3], dtype=np.float32)
+    labels = ["a", "b", "c"]
+    ranked = get_classes(probs, labels)
+    assert [(p.label, p.index) for p in ranked] == [("b", 1), ("c", 2), ("a", 0)]
+    assert get_classes(probs, labels, top_k=2, threshold=0.25) == ranked[:2]
+    assert get_classes(probs, labels, threshold=0.7) == [Prediction("unknown", -1, ranked[0].score)]
+    assert answer(ranked, None) == answer(ranked, 0.6) == ranked[0]
+    assert answer(ranked, 0.61) == Prediction("unknown", -1, ranked[0].score) == get_classes(probs, labels, 1, 0.61)[0]
+
+
 def test_classify_many_skips_and_reports_unreadable_files(int8_model, bad_images, tmp_path):
     clf = Classifier(int8_model)
     results = dict(clf.classify_many([bad_images["ok"].parent, tmp_path / "missing.jpg"], top_k=2))
@@ -202,5 +213,5 @@ def test_reads_the_metadata_that_edgeclf_export_writes(tiny_models, tmp_path):
     clf = Classifier(tmp_path / "exported.tflite")
     assert clf.labels == ["rouge", "bleu", "vert"]
     assert clf.info.image_size == SIZE and clf.info.color_space == "RGB"
-    assert clf.info.manifest["format"] == "edgeclf.model/1"
+    assert clf.info.contract["format"] == "edgeclf.model/1"
     assert clf.classify(synthetic_image(1, 5))[0].label == "bleu"

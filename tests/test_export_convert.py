@@ -93,7 +93,7 @@ def test_metadata_round_trips_through_the_runtime_reader(tiny_tflite, tiny_run, 
                              "resize": "bilinear", "mean": 0.0 if dtype == "float32" else 127.5,
                              "std": 1.0 if dtype == "float32" else 127.5}
     assert meta["quantization"] == fmt and meta["io"] == (io if fmt == "int8" else "uint8")
-    assert sorted(meta["associated_files"]) == ["edgeclf.json", "labels.txt"]
+    assert sorted(meta["associated_files"]) == ["edgeclf-model.json", "labels.txt"]
 
 
 def test_metadata_read_by_an_independent_flatbuffer_parser(tiny_tflite):
@@ -112,7 +112,7 @@ def test_metadata_read_by_an_independent_flatbuffer_parser(tiny_tflite):
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.read("labels.txt").decode().splitlines() == ["cats", "dogs"]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
-        assert json.loads(zf.read("edgeclf.json"))["format"] == "edgeclf.model/1"
+        assert json.loads(zf.read("edgeclf-model.json"))["format"] == "edgeclf.model/1"
 
 
 def test_embedding_twice_replaces_the_metadata(tiny_tflite):

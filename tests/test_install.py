@@ -189,56 +189,61 @@ def test_runtime_works_with_numpy_1(tmp_path, tiny_models):
 
 def record(model: Path | None = None, image: Path | None = None, note: str = "") -> Path:
     """Measure and write benchmarks/results/runtime-install-<machine>-<date>.{json,md}."""
-    import platform
-
-    from edgeclf.console import format_table
-
-    with tempfile.TemporaryDirectory(prefix="edgeclf-install-") as tmp:
-        tmp = Path(tmp)
-        if model is None:
-            model, image, label = tiny_labelled_model(tmp)
-        else:
-            label = None
-        wheel = build_wheel(tmp)
-        start = time.perf_counter()
-        python = fresh_venv(tmp / "venv", wheel)
-        install_s = time.perf_counter() - start
-        if label is None:
-            from edgeclf.runtime import Classifier
-
-            label = Classifier(model).classify(image)[0].label
-        env = check_runtime_env(python, model, image, label)
-        numbers = measure(python, model, image)
-        try:
-            from edgeclf.runtime.machine import machine_info, machine_slug
-
-            machine = machine_info(env["backend"])
-            slug = machine_slug(machine)
-        except ImportError:
-            machine = {"arch": platform.machine(), "python": platform.python_version()}
-            slug = platform.machine()
-        from edgeclf.runtime import Classifier
-
-        clf = Classifier(model)
-        result = {
-            "what": "runtime-only install: pip install edgeclf-<version>.whl into a fresh venv (no train extra)",
-            "machine": machine,
-            "wheel": wheel.name,
-            "model": {"file": model.name, "bytes": model.stat().st_size, "input": list(clf.input_size),
-                      "input_dtype": str(clf.input_dtype)},
-            "image": image.name,
-            "note": note,
-            "install_seconds_incl_download": round(install_s, 1),
-            "tensorflow_installed": False,
-            "packages": env["packages"],
-            "backend": env["backend"],
-            **numbers,
-        }
-    date = time.strftime("%Y-%m-%d", time.gmtime())
-    out = REPO / "benchmarks" / "results" / f"runtime-install-{slug}-{date}"
     from edgeclf.fsutil import atomic_write_json, atomic_write_text
 
+    with tempfile.TemporaryDirectory(prefix="edgeclf-install-") as tmp:
+        result, slug = _measure_install(Path(tmp), model, image, note)
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    out = REPO / "benchmarks" / "results" / f"runtime-install-{slug}-{date}"
     atomic_write_json(out.with_suffix(".json"), result)
+    atomic_write_text(out.with_suffix(".md"), _install_markdown(result, slug, date))
+    return out
+
+
+def _measure_install(tmp: Path, model: Path | None, image: Path | None, note: str) -> tuple[dict, str]:
+    """Build the wheel, install it into a fresh venv and time it there; (result, machine slug)."""
+    import platform
+
+    from edgeclf.runtime import Classifier
+
+    label = None
+    if model is None:
+        model, image, label = tiny_labelled_model(tmp)
+    wheel = build_wheel(tmp)
+    start = time.perf_counter()
+    python = fresh_venv(tmp / "venv", wheel)
+    install_s = time.perf_counter() - start
+    clf = Classifier(model)
+    env = check_runtime_env(python, model, image, label or clf.classify(image)[0].label)
+    numbers = measure(python, model, image)
+    try:
+        from edgeclf.runtime.machine import machine_info, machine_slug
+
+        machine = machine_info(env["backend"])
+        slug = machine_slug(machine)
+    except ImportError:
+        machine = {"arch": platform.machine(), "python": platform.python_version()}
+        slug = platform.machine()
+    return {
+        "what": "runtime-only install: pip install edgeclf-<version>.whl into a fresh venv (no train extra)",
+        "machine": machine,
+        "wheel": wheel.name,
+        "model": {"file": model.name, "bytes": model.stat().st_size, "input": list(clf.input_size),
+                  "input_dtype": str(clf.input_dtype)},
+        "image": image.name,
+        "note": note,
+        "install_seconds_incl_download": round(install_s, 1),
+        "tensorflow_installed": False,
+        "packages": env["packages"],
+        "backend": env["backend"],
+        **numbers,
+    }, slug
+
+
+def _install_markdown(result: dict, slug: str, date: str) -> str:
+    from edgeclf.console import format_table
+
+    machine, model, note = result["machine"], result["model"], result["note"]
     rows = [
         ["installed size (site-packages, all)", f"{result['site_packages_mb']} MB"],
         ["installed size without pip/setuptools", f"{result['site_packages_without_pip_mb']} MB"],
@@ -251,20 +256,18 @@ def record(model: Path | None = None, image: Path | None = None, note: str = "")
         ["bare `python -c pass` wall clock, for reference", f"{result['python_startup_wall']['median_s']} s"],
     ]
     biggest = "\n".join(f"| {k} | {v} |" for k, v in result["largest_packages_mb"].items())
-    md = (f"# Runtime-only install — {slug}, {date}\n\n"
-          f"Produced by `python -m tests.test_install --record` (see tests/test_install.py): the wheel "
-          f"`{wheel.name}` installed with `pip install` into a fresh virtual environment without the `train` extra, "
-          f"{machine.get('cpu_model', '')} ({machine.get('cores', '?')} cores), Python "
-          f"{machine.get('python', '')}, backend {result['backend']}. Model: `{model.name}` "
-          f"({result['model']['bytes']} bytes, input {clf.input_size[0]}x{clf.input_size[1]} "
-          f"{clf.input_dtype}){'; ' + note if note else ''}. Timings are medians of 7 fresh processes with a warm "
-          f"file cache; load average at the end: {machine.get('load_average')} (other work shared the machine)."
-          "\n\n"
-          + format_table(rows, ["measure", "value"], align="lr")
-          + "\n\nLargest installed packages (MB):\n\n| package | MB |\n|---|---:|\n" + biggest
-          + f"\n\nInstalled distributions: {', '.join(f'{k} {v}' for k, v in sorted(result['packages'].items()))}\n")
-    atomic_write_text(out.with_suffix(".md"), md)
-    return out
+    return (f"# Runtime-only install — {slug}, {date}\n\n"
+            f"Produced by `python -m tests.test_install --record` (see tests/test_install.py): the wheel "
+            f"`{result['wheel']}` installed with `pip install` into a fresh virtual environment without the `train` "
+            f"extra, {machine.get('cpu_model', '')} ({machine.get('cores', '?')} cores), Python "
+            f"{machine.get('python', '')}, backend {result['backend']}. Model: `{model['file']}` "
+            f"({model['bytes']} bytes, input {model['input'][0]}x{model['input'][1]} "
+            f"{model['input_dtype']}){'; ' + note if note else ''}. Timings are medians of 7 fresh processes with a "
+            f"warm file cache; load average at the end: {machine.get('load_average')} (other work shared the machine)."
+            "\n\n"
+            + format_table(rows, ["measure", "value"], align="lr")
+            + "\n\nLargest installed packages (MB):\n\n| package | MB |\n|---|---:|\n" + biggest
+            + f"\n\nInstalled distributions: {', '.join(f'{k} {v}' for k, v in sorted(result['packages'].items()))}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - measurement entry point

@@ -40,3 +40,11 @@ def test_read_metadata_of_a_model_without_metadata_is_empty(tmp_path):
     builder.Finish(model.Pack(builder), b"TFL3")
     meta = read_metadata(bytes(builder.Output()))
     assert meta["labels"] is None and meta["input"] is None and not meta["has_metadata"]
+
+
+def test_contract_packed_under_the_name_earlier_exports_used_is_still_read():
+    from edgeclf.runtime.model_file import _contract
+
+    assert _contract({"edgeclf.json": b'{"format": "edgeclf.model/1"}'}) == {"format": "edgeclf.model/1"}
+    assert _contract({"edgeclf-model.json": b'{"new": 1}', "edgeclf.json": b'{"old": 1}'}) == {"new": 1}
+    assert _contract({"edgeclf-model.json": b"{not json"}) is None and _contract({}) is None

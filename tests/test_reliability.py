@@ -151,7 +151,7 @@ def test_digest_survives_re_embedding(tiny_tflite):
     from edgeclf.runtime.model_check import check_model_bytes
 
     data = tiny_tflite("int8").read_bytes()
-    contract = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("edgeclf.json"))
+    contract = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("edgeclf-model.json"))
     contract["labels"] = ["kitten", "puppy"]
     again = embed_metadata(data, contract, name="again", description="re-embedded")
     assert again != data and check_model_bytes(again, "again") is True
@@ -265,7 +265,7 @@ def test_permission_denied_while_decoding_training_images(tmp_path, monkeypatch)
 
 def test_permission_denied_labels_file(tmp_path, monkeypatch):
     from edgeclf.errors import UsageError
-    from edgeclf.manifest import read_labels_file
+    from edgeclf.contracts import read_labels_file
 
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")

@@ -50,7 +50,6 @@ def eval_images(n_per_class: int = 12, seed0: int = 500) -> tuple[np.ndarray, np
 def _build(out: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     xs, ys = [], []
@@ -59,6 +58,17 @@ def _build(out: Path) -> None:
             xs.append(load_image(synthetic_image(c, s), SIZE))
             ys.append(c)
     x_train, y_train = np.stack(xs), np.array(ys)
+    probs_model, logits_model, uint8_model = _keras_models(keras, x_train, y_train)
+
+    x_eval, _ = eval_images()
+    np.save(out / "keras_probs.npy", probs_model.predict(x_eval.astype("float32"), verbose=0))
+    np.save(out / "keras_logits.npy", logits_model.predict(x_eval.astype("float32"), verbose=0))
+    for name, data in _tflite_variants(keras, probs_model, logits_model, uint8_model, x_train).items():
+        (out / f"{name}.tflite").write_bytes(data)
+
+
+def _keras_models(keras, x_train, y_train):
+    """(probabilities, logits, uint8-input probabilities) models sharing one trained body."""
     w, h = SIZE
 
     def body(inputs):
@@ -74,11 +84,14 @@ def _build(out: Path) -> None:
     probs_model.fit(x_train.astype("float32"), y_train, epochs=60, batch_size=16, verbose=0)
     inp_u8 = keras.Input((h, w, 3), dtype="uint8")
     uint8_model = keras.Model(inp_u8, probs_model(keras.ops.cast(inp_u8, "float32")))
+    return probs_model, logits_model, uint8_model
 
-    x_eval, _ = eval_images()
-    np.save(out / "keras_probs.npy", probs_model.predict(x_eval.astype("float32"), verbose=0))
-    np.save(out / "keras_logits.npy", logits_model.predict(x_eval.astype("float32"), verbose=0))
 
+def _tflite_variants(keras, probs_model, logits_model, uint8_model, x_train) -> dict[str, bytes]:
+    """Every dtype path the runtime must handle, converted with TensorFlow's own converter (not edgeclf's)."""
+    import tensorflow as tf
+
+    w, h = SIZE
     full_range = np.concatenate([x_train[:30], np.zeros((1, h, w, 3), np.uint8), np.full((1, h, w, 3), 255, np.uint8)])
     narrow = np.clip(x_train[:30], 20, 200)
 
@@ -103,7 +116,8 @@ def _build(out: Path) -> None:
             warnings.simplefilter("ignore")
             return conv.convert()
 
-    models = {
+    vec_in = keras.Input((8,))
+    return {
         "float32": convert(probs_model),
         "uint8_in": convert(uint8_model),
         "logits": convert(logits_model),
@@ -112,11 +126,8 @@ def _build(out: Path) -> None:
         "int8_narrow": convert(probs_model, quant="int", io_type=tf.int8, calib=narrow),
         "int8_float_io": convert(probs_model, quant="int"),
         "dynamic": convert(probs_model, quant="dynamic"),
+        "vector_input": convert(keras.Model(vec_in, keras.layers.Dense(2, activation="softmax")(vec_in))),
     }
-    vec_in = keras.Input((8,))
-    models["vector_input"] = convert(keras.Model(vec_in, keras.layers.Dense(2, activation="softmax")(vec_in)))
-    for name, data in models.items():
-        (out / f"{name}.tflite").write_bytes(data)
 
 
 _BUILT: dict[str, Path] = {}
@@ -153,22 +164,42 @@ def embed_metadata(model: bytes, labels, size, *, mean=127.5, std=127.5, labels_
     associated labels file appended to the model. Written independently of edgeclf.export so the reader is checked
     against the schema, not against the writer it ships with."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
     b = flatbuffers.Builder(1024)
+    out_tensor = _output_tensor_metadata(b, labels_name)
+    in_tensor = _input_tensor_metadata(b, size, mean, std)
+    inputs, outputs = _vector(b, [in_tensor]), _vector(b, [out_tensor])
+    b.StartObject(7)  # SubGraphMetadata
+    b.PrependUOffsetTRelativeSlot(2, inputs, 0)
+    b.PrependUOffsetTRelativeSlot(3, outputs, 0)
+    subgraph = b.EndObject()
+    subgraphs = _vector(b, [subgraph])
+    name, version, parser = b.CreateString("tiny test classifier"), b.CreateString("v1"), b.CreateString("1.0.0")
+    b.StartObject(8)  # ModelMetadata
+    b.PrependUOffsetTRelativeSlot(0, name, 0)
+    b.PrependUOffsetTRelativeSlot(2, version, 0)
+    b.PrependUOffsetTRelativeSlot(3, subgraphs, 0)
+    b.PrependUOffsetTRelativeSlot(7, parser, 0)
+    b.Finish(b.EndObject(), file_identifier=b"M001")
+    return _attach_metadata(model, bytes(b.Output()), labels if pack_labels else None, labels_name)
 
-    def vector(items):
-        b.StartVector(4, len(items), 4)
-        for item in reversed(items):
-            b.PrependUOffsetTRelative(item)
-        return b.EndVector()
 
-    def floats(values):
-        b.StartVector(4, len(values), 4)
-        for v in reversed(values):
-            b.PrependFloat32(v)
-        return b.EndVector()
+def _vector(b, items):
+    b.StartVector(4, len(items), 4)
+    for item in reversed(items):
+        b.PrependUOffsetTRelative(item)
+    return b.EndVector()
 
+
+def _floats(b, values):
+    b.StartVector(4, len(values), 4)
+    for v in reversed(values):
+        b.PrependFloat32(v)
+    return b.EndVector()
+
+
+def _output_tensor_metadata(b, labels_name: str) -> int:
+    """TensorMetadata "probability" with the labels as its TENSOR_AXIS_LABELS associated file."""
     file_name = b.CreateString(labels_name)
     file_desc = b.CreateString("Labels for the categories the model can recognise.")
     b.StartObject(5)  # AssociatedFile
@@ -176,13 +207,16 @@ def embed_metadata(model: bytes, labels, size, *, mean=127.5, std=127.5, labels_
     b.PrependUOffsetTRelativeSlot(1, file_desc, 0)
     b.PrependInt8Slot(2, 2, 0)  # TENSOR_AXIS_LABELS
     labels_file = b.EndObject()
-    out_files = vector([labels_file])
+    out_files = _vector(b, [labels_file])
     out_name = b.CreateString("probability")
     b.StartObject(7)  # TensorMetadata
     b.PrependUOffsetTRelativeSlot(0, out_name, 0)
     b.PrependUOffsetTRelativeSlot(6, out_files, 0)
-    out_tensor = b.EndObject()
+    return b.EndObject()
 
+
+def _input_tensor_metadata(b, size, mean, std) -> int:
+    """TensorMetadata "image": RGB ImageProperties of ``size`` and NormalizationOptions(mean, std)."""
     b.StartObject(2)  # ImageSize
     b.PrependUint32Slot(0, size[0], 0)
     b.PrependUint32Slot(1, size[1], 0)
@@ -195,7 +229,7 @@ def embed_metadata(model: bytes, labels, size, *, mean=127.5, std=127.5, labels_
     b.PrependUint8Slot(0, 2, 0)  # ContentProperties.ImageProperties
     b.PrependUOffsetTRelativeSlot(1, image_props, 0)
     content = b.EndObject()
-    mean_v, std_v = floats([mean]), floats([std])
+    mean_v, std_v = _floats(b, [mean]), _floats(b, [std])
     b.StartObject(2)  # NormalizationOptions
     b.PrependUOffsetTRelativeSlot(0, mean_v, 0)
     b.PrependUOffsetTRelativeSlot(1, std_v, 0)
@@ -204,28 +238,19 @@ def embed_metadata(model: bytes, labels, size, *, mean=127.5, std=127.5, labels_
     b.PrependUint8Slot(0, 1, 0)  # ProcessUnitOptions.NormalizationOptions
     b.PrependUOffsetTRelativeSlot(1, norm, 0)
     unit = b.EndObject()
-    units = vector([unit])
+    units = _vector(b, [unit])
     in_name = b.CreateString("image")
     b.StartObject(7)
     b.PrependUOffsetTRelativeSlot(0, in_name, 0)
     b.PrependUOffsetTRelativeSlot(3, content, 0)
     b.PrependUOffsetTRelativeSlot(4, units, 0)
-    in_tensor = b.EndObject()
+    return b.EndObject()
 
-    inputs, outputs = vector([in_tensor]), vector([out_tensor])
-    b.StartObject(7)  # SubGraphMetadata
-    b.PrependUOffsetTRelativeSlot(2, inputs, 0)
-    b.PrependUOffsetTRelativeSlot(3, outputs, 0)
-    subgraph = b.EndObject()
-    subgraphs = vector([subgraph])
-    name, version, parser = b.CreateString("tiny test classifier"), b.CreateString("v1"), b.CreateString("1.0.0")
-    b.StartObject(8)  # ModelMetadata
-    b.PrependUOffsetTRelativeSlot(0, name, 0)
-    b.PrependUOffsetTRelativeSlot(2, version, 0)
-    b.PrependUOffsetTRelativeSlot(3, subgraphs, 0)
-    b.PrependUOffsetTRelativeSlot(7, parser, 0)
-    b.Finish(b.EndObject(), file_identifier=b"M001")
-    metadata = bytes(b.Output())
+
+def _attach_metadata(model: bytes, metadata: bytes, labels, labels_name: str) -> bytes:
+    """``model`` with ``metadata`` as a new buffer named TFLITE_METADATA, and ``labels`` zipped onto the end."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     model_t = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     buffer_t = schema.BufferT()
@@ -239,7 +264,7 @@ def embed_metadata(model: bytes, labels, size, *, mean=127.5, std=127.5, labels_
     mb.Finish(model_t.Pack(mb), file_identifier=b"TFL3")
     out = io.BytesIO()
     out.write(bytes(mb.Output()))
-    if pack_labels:
+    if labels is not None:
         with zipfile.ZipFile(out, "a") as archive:
             archive.writestr(labels_name, "\n".join(labels) + "\n")
     return out.getvalue()

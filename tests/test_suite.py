@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import suite
-from edgeclf.manifest import InputContract, Manifest, SplitEntry, Splits
+from edgeclf.contracts import InputContract
+from edgeclf.manifest import Manifest, SplitEntry, Splits
 from tests.fixtures.images import make_dataset
 from tests.test_bench import bench_models  # noqa: F401  (session fixture: tiny real .tflite files)
 
@@ -31,7 +32,7 @@ def suite_run(tmp_path, bench_models):  # noqa: F811
                       "timings": {"decode_s": 20.0, "phase1_s": 100.0, "phase2_s": 200.0, "total_s": 330.0}}).save(run)
     export = run / "suite" / "export-32"
     export.mkdir(parents=True)
-    for fmt in suite.FORMATS:
+    for fmt in suite.ALL_FORMATS:
         source = bench_models["int8" if fmt == "int8" else "float32"]
         shutil.copy(source, export / f"model_{fmt}.tflite")
     shutil.copy(Path(bench_models["dir"]) / "labels.txt", export / "labels.txt")
@@ -59,7 +60,7 @@ def test_suite_writes_markdown_json_and_plot(suite_run, tmp_path, capsys):
     data = json.loads((results / f"{stem}.json").read_text())
     png = (results / f"{stem}.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert [r["format"] for r in data["summary"]] == list(suite.FORMATS)
+    assert [r["format"] for r in data["summary"]] == list(suite.ALL_FORMATS)
     for row in data["summary"]:
         assert row["accuracy"] == 1.0 and row["agreement_with_float32"] == 1.0 and row["test_images"] == 12
         assert set(row["threads"]) == {"1", "2"}  # JSON keys
@@ -125,7 +126,7 @@ def test_suite_exports_through_the_real_cli(tiny_run, tmp_path):
             "--results", str(results), "--name", "ci", "--quiet", "--no-training"]
     assert suite.main(args) == 0
     models = sorted(p.name for p in (work / "export-64").glob("*.tflite"))
-    assert models == sorted(f"model_{f}.tflite" for f in suite.FORMATS)
+    assert models == sorted(f"model_{f}.tflite" for f in suite.ALL_FORMATS)
     data = json.loads(next(results.glob("ci-*.json")).read_text())
     assert {r["input_size"][0] for b in data["bench"].values() for r in b["results"]} == {64}
     assert "64" in data["float_reference"]  # read from the export's own report.json

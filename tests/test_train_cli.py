@@ -18,7 +18,8 @@ from PIL import Image
 
 from edgeclf.cli import cli
 from edgeclf.fsutil import sha256_file
-from edgeclf.manifest import load_manifest, load_splits, read_labels_file
+from edgeclf.contracts import read_labels_file
+from edgeclf.manifest import load_manifest, load_splits
 from tests.fixtures.images import make_dataset
 from tests.fixtures.runs import TINY_OPTIONS
 

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -20,24 +19,15 @@ from edgeclf.manifest import Splits
 
 from . import datacheck
 from .cache import ImageCache, decode_all
-from .dataset import DatasetLayout
+from .dataset import DatasetLayout, ReadImage
 from .splits import make_splits
-
-
-class Item(NamedTuple):
-    """One readable image: the split folder it came from ("" for flat), its class, its path, its content hash."""
-
-    folder: str
-    label: str
-    path: Path
-    sha256: str
 
 
 @dataclass
 class Prepared:
     layout: DatasetLayout
     cache: ImageCache  # cache.pixels[i] is items[i]
-    items: list[Item]
+    items: list[ReadImage]
     splits: Splits
     chosen: dict[str, list[int]]  # split name -> rows of the cache
     labels: np.ndarray  # class index per cache row
@@ -65,10 +55,10 @@ def prepare(layout: DatasetLayout, opts, *, cache_dir: Path, out_dir: Path, quie
     data_check.json into ``out_dir``) and split the readable images."""
     listed = list(layout.files())
     t0 = time.perf_counter()
-    cache = decode_all([path for _, _, path in listed], opts.image_size, cache_dir=cache_dir, quiet=quiet,
+    cache = decode_all([f.path for f in listed], opts.image_size, cache_dir=cache_dir, quiet=quiet,
                        mode=opts.cache)
     decode_s = time.perf_counter() - t0
-    items = [Item(*listed[i], sha) for i, sha in zip(cache.keep, cache.sha256)]
+    items = [ReadImage(*listed[i], sha) for i, sha in zip(cache.keep, cache.sha256)]
     _refuse_unreadable_classes(layout, listed, cache)
     split = partial(make_splits, layout.root, layout.labels, items, seed=opts.seed, val_fraction=opts.val_fraction,
                     test_fraction=opts.test_fraction)
@@ -82,8 +72,8 @@ def prepare(layout: DatasetLayout, opts, *, cache_dir: Path, out_dir: Path, quie
 def _refuse_unreadable_classes(layout, listed: list, cache) -> None:
     """A class folder whose every image is unreadable: list those files on stderr, then refuse, naming the folder
     (no edgeclf.json will exist to list them in)."""
-    kept = {(listed[i][0], listed[i][1]) for i in cache.keep}
-    for split, label in dict.fromkeys((s, lab) for s, lab, _ in listed):
+    kept = {(listed[i].folder, listed[i].label) for i in cache.keep}
+    for split, label in dict.fromkeys((f.folder, f.label) for f in listed):
         if (split, label) in kept:
             continue
         folder = layout.root / split / label if split else layout.root / label

@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from edgeclf.console import note
+from edgeclf.contracts import SPLIT_NAMES, check_image_size
 from edgeclf.errors import MissingDependencyError, UsageError
 from edgeclf.fsutil import atomic_write_json
-from edgeclf.manifest import SPLIT_NAMES
 
 CHECK_FILE = "data_check.json"
 HASH_SIDE = 16  # pHash of the 16x16 lowest DCT frequencies: 256 bits
@@ -155,10 +155,11 @@ def check(items: list[Item], pixels: np.ndarray, unreadable: Sequence[dict] = ()
 
 
 def items_of(root: Path, listed, cache) -> list[Item]:
-    """Items for the readable files of ``listed`` ((folder, label, path) per file) decoded into ``cache``; the
-    split is the source folder until the splits are made ("all" for a flat dataset)."""
-    return [Item(listed[i][0] or "all", listed[i][1], Path(listed[i][2]).resolve().relative_to(root).as_posix(), sha)
-            for i, sha in zip(cache.keep, cache.sha256)]
+    """Items for the readable files of ``listed`` (:class:`~.dataset.ImageFile` per file) decoded into ``cache``;
+    the split is the source folder until the splits are made ("all" for a flat dataset)."""
+    files = [listed[i] for i in cache.keep]
+    return [Item(f.folder or "all", f.label, Path(f.path).resolve().relative_to(root).as_posix(), sha)
+            for f, sha in zip(files, cache.sha256)]
 
 
 def check_folder(root: str | Path, image_size: int = 224, *, quiet: bool = False) -> tuple[DataCheck, list[str]]:
@@ -166,10 +167,11 @@ def check_folder(root: str | Path, image_size: int = 224, *, quiet: bool = False
     from .cache import decode_all
     from .dataset import discover
 
+    check_image_size(image_size)
     layout = discover(root)
     listed = list(layout.files())
     with tempfile.TemporaryDirectory(prefix="edgeclf-check-") as scratch:
-        cache = decode_all([p for *_, p in listed], image_size, cache_dir=Path(scratch), quiet=quiet)
+        cache = decode_all([f.path for f in listed], image_size, cache_dir=Path(scratch), quiet=quiet)
         return check(items_of(layout.root, listed, cache), cache.pixels, cache.skipped), list(layout.labels)
 
 

@@ -15,11 +15,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from edgeclf.errors import UsageError
 from edgeclf.runtime.preprocess import list_images
 
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+
+
+class ImageFile(NamedTuple):
+    """One labelled image found in the dataset."""
+
+    folder: str  # the split folder it came from ("train", "validation", "test"), "" for a flat dataset
+    label: str
+    path: Path
+
+
+class ReadImage(NamedTuple):
+    """An :class:`ImageFile` that decoded, with the sha256 of its bytes: what the splits are made of."""
+
+    folder: str
+    label: str
+    path: Path
+    sha256: str
 
 
 @dataclass
@@ -35,11 +53,11 @@ class DatasetLayout:
         return "flat" if "" in self.folders else "folders:" + ",".join(self.folders)
 
     def files(self):
-        """Yield (folder split or "", label, path) for every image, in a stable order."""
+        """Yield an :class:`ImageFile` for every image, in a stable order."""
         for split, classes in self.folders.items():
             for label in self.labels:
                 for path in classes[label]:
-                    yield split, label, path
+                    yield ImageFile(split, label, path)
 
 
 def discover(root: str | Path) -> DatasetLayout:

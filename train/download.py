@@ -48,9 +48,9 @@ def fetch_cats_vs_dogs(url: str | None = None, *, cache_dir: str | os.PathLike |
     try:
         archive = keras.utils.get_file(ARCHIVE, origin=url, cache_dir=str(cache_dir), cache_subdir="datasets")
     except Exception as exc:  # noqa: BLE001 - keras wraps URL/HTTP errors in plain Exception
-        from .model import _first_line
+        from .model import download_reason
 
-        reason = _first_line(exc)
+        reason = download_reason(exc)
         raise UsageError(f"could not download {ARCHIVE} from {url} ({reason})",
                          f"offline? pass --data DIR with a local copy, or set {URL_ENV} / --data-url to a mirror"
                          ) from None

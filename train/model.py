@@ -20,11 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from edgeclf.errors import UsageError  # noqa: E402
+from edgeclf.contracts import check_image_size  # noqa: E402
+from edgeclf.errors import UsageError, first_line  # noqa: E402
 
-BASE_NAME = "MobileNetV2"
 BASE_LAYER = "mobilenetv2_base"
-from .options import ALPHAS, MAX_SIZE, MIN_SIZE  # noqa: E402,F401 (defined once, TensorFlow-free)
+from .options import ALPHAS, BASE_NAME  # noqa: E402 (defined once, TensorFlow-free)
 
 
 def build_model(num_classes: int, *, alpha: float = 1.0, image_size: int = 224, weights: str | Path | None = "imagenet",
@@ -37,8 +37,7 @@ def build_model(num_classes: int, *, alpha: float = 1.0, image_size: int = 224, 
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 classes, got {num_classes}", "add a folder per class")
-    if not MIN_SIZE <= int(image_size) <= MAX_SIZE:
-        raise UsageError(f"--image-size {image_size} is out of range", f"use {MIN_SIZE}..{MAX_SIZE} (96..224 typical)")
+    check_image_size(image_size)
     base_weights = _resolve_weights(weights, alpha, image_size)
     inputs = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(inputs)
@@ -122,18 +121,14 @@ def _load_base(alpha: float, image_size: int, weights):
         raise
     except Exception as exc:  # noqa: BLE001 - keras raises plain Exception for download failures
         if weights == "imagenet":
-            raise UsageError(f"could not get the ImageNet weights for MobileNetV2 alpha {alpha:g} at {image_size} px "
-                             f"({_first_line(exc)})",
+            raise UsageError(f"could not get the ImageNet weights for {BASE_NAME} alpha {alpha:g} at {image_size} px "
+                             f"({download_reason(exc)})",
                              "offline? pass --weights PATH to a MobileNetV2 no-top .h5 weights file") from None
-        raise UsageError(f"--weights {weights}: could not load it into MobileNetV2 alpha {alpha:g} "
-                         f"({_first_line(exc)})",
+        raise UsageError(f"--weights {weights}: could not load it into {BASE_NAME} alpha {alpha:g} "
+                         f"({download_reason(exc)})",
                          "pass a MobileNetV2 no-top weights file made for the same --alpha") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def download_reason(exc: BaseException) -> str:
     """A short reason: Keras download errors read "URL fetch failure on <url>: None -- <reason>"; keep the reason."""
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else exc.__class__.__name__
-    if " -- " in line:
-        line = line.rsplit(" -- ", 1)[1]
-    return line[:200]
+    return first_line(exc, limit=10_000).rsplit(" -- ", 1)[-1][:200]

@@ -7,9 +7,9 @@ from dataclasses import dataclass, fields
 
 VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
+BASE_NAME = "MobileNetV2"  # the backbone, named in edgeclf.json and messages
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the widths Keras publishes ImageNet weights for
 ALPHA_RANGE = (ALPHAS[0], ALPHAS[-1])  # MobileNetV2 widths --alpha accepts with any --weights
-MIN_SIZE, MAX_SIZE = 32, 512  # --image-size (96..224 are the sizes ImageNet weights exist for)
 
 
 @dataclass

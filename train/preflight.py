@@ -12,12 +12,13 @@ import json
 import zipfile
 from pathlib import Path
 
+from edgeclf.contracts import check_image_size
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import refuse_clobber
 
 from . import download
 from .dataset import discover
-from .options import ALPHA_RANGE, ALPHAS, MAX_SIZE, MIN_SIZE, TrainOptions
+from .options import ALPHA_RANGE, ALPHAS, TrainOptions
 
 PARTIAL_SUFFIX = ".partial"
 CHECKPOINT_DIR = ".checkpoint"
@@ -70,9 +71,7 @@ def check_options(opts: TrainOptions) -> None:
     if not low <= opts.alpha <= high:
         raise UsageError(f"--alpha {opts.alpha:g} is out of range",
                          f"use {low:g}..{high:g} ({', '.join(f'{a:g}' for a in ALPHAS)} with --weights imagenet)")
-    if not MIN_SIZE <= opts.image_size <= MAX_SIZE:
-        raise UsageError(f"--image-size {opts.image_size} is out of range",
-                         f"use {MIN_SIZE}..{MAX_SIZE} (96..224 typical)")
+    check_image_size(opts.image_size)
     weights = str(opts.weights)
     if weights.lower() not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
         raise UsageError(f"--weights {weights}: file not found", "pass imagenet, none, or a path to a weights .h5 file")

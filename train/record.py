@@ -10,11 +10,16 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgeclf.contracts import HISTORY_FILE, MODEL_FILE, InputContract
 from edgeclf.fsutil import atomic_path, atomic_write_json
-from edgeclf.manifest import HISTORY_FILE, MODEL_FILE, InputContract, Manifest
+from edgeclf.manifest import Manifest
+from edgeclf.runtime.machine import package_versions
 
 from . import download
+from .options import BASE_NAME
 from .plots import LEARNING_CURVES, plot_learning_curves
+
+RECORDED_VERSIONS = ("edgeclf", "tensorflow", "keras", "numpy", "pillow")  # in edgeclf.json, with the Python version
 
 VIEWS_WHY = ("the image and its horizontal flip: in the recipe study (benchmarks/results/recipe-study-x86_64-xeon-"
              "2core-2026-12-01.md) the mirror view gave the best phase 1 validation accuracy on clothing (85.0 % vs "
@@ -57,7 +62,7 @@ def _manifest(session, data, metrics: dict, distribution: dict) -> Manifest:
     return Manifest(
         labels=data.class_names,
         input=InputContract(height=opts.image_size, width=opts.image_size),
-        base_model={"name": "MobileNetV2", "alpha": opts.alpha, "weights": weights_label(opts.weights),
+        base_model={"name": BASE_NAME, "alpha": opts.alpha, "weights": weights_label(opts.weights),
                     "include_top": False, "fine_tune_at": opts.fine_tune_at,
                     "batchnorm_calibration_images": state.data.get("batchnorm_calibration_images")},
         hyperparameters={**{k: v for k, v in asdict(opts).items() if k not in ("data", "data_url", "out")},
@@ -73,7 +78,7 @@ def _manifest(session, data, metrics: dict, distribution: dict) -> Manifest:
                  "fingerprint": data.splits.fingerprint, "counts": data.counts(), "images": len(data.items),
                  "skipped_count": len(data.cache.skipped), "skipped": data.cache.skipped,
                  "data_check": data.data_check},
-        versions=_versions(),
+        versions={"python": platform.python_version(), **package_versions(RECORDED_VERSIONS)},
         metrics=metrics,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -118,18 +123,6 @@ def _augmentation() -> dict:
     from .pipeline import ROTATION, ZOOM
 
     return {"flip": "horizontal", "rotation": ROTATION, "zoom": ZOOM}
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("edgeclf", "tensorflow", "keras", "numpy", "pillow"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def _brief(m: dict) -> dict:

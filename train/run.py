@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeclf.console import note
+from edgeclf.contracts import LABELS_FILE
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import atomic_write_text, check_writable_dir, replace_dir
-from edgeclf.manifest import LABELS_FILE, load_splits
+from edgeclf.manifest import load_splits
 
 from . import download
 from .data import Prepared, prepare

@@ -1,6 +1,7 @@
 """Deciding train / validation / test once: deterministic, stratified, seeded, recorded with content hashes.
 
-Rules (DESIGN principle 2), per class so every split keeps the class balance of its source:
+Rules (ARCHITECTURE.md, "The test split is decided once"), per class so every split keeps the class balance of
+its source:
 
 * ``train/ validation/ test/`` folders: used as they are.
 * ``train/ validation/`` (as cats_and_dogs_filtered): train is ``train/``; ``validation/`` is split
@@ -26,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclf.contracts import SPLIT_NAMES
 from edgeclf.errors import UsageError
-from edgeclf.manifest import SPLIT_NAMES, SplitEntry, Splits
+from edgeclf.manifest import SplitEntry, Splits
 
+from .dataset import ReadImage
 from .options import TEST_FRACTION, VAL_FRACTION
 
 VALIDATION_TEST_FRACTION = 0.5
@@ -36,21 +39,22 @@ VALIDATION_TEST_FRACTION = 0.5
 
 def make_splits(root: Path, labels: list[str], items, *, seed: int = 42, val_fraction: float = VAL_FRACTION,
                 test_fraction: float = TEST_FRACTION, keep_together=()) -> tuple[Splits, dict[str, list[int]]]:
-    """``items``: (folder split ("" for flat), label, path, sha256) per readable image; ``keep_together``: groups
-    of indices into ``items`` that must end up in one split where edgeclf decides it.
+    """``items``: a :class:`~edgeclf.train.dataset.ReadImage` (or the same 4-tuple) per readable image;
+    ``keep_together``: groups of indices into ``items`` that must end up in one split where edgeclf decides it.
 
     Returns the Splits (for splits.json) and, per split, the indices into ``items`` in the recorded order.
     """
     root = Path(root)
+    items = [ReadImage(*item) for item in items]
     for name, frac in (("val", val_fraction), ("test", test_fraction)):
         if not 0 < frac < 1:
             raise UsageError(f"--{name}-fraction {frac} must be between 0 and 1")
     if val_fraction + test_fraction >= 0.9:
         raise UsageError("--val-fraction plus --test-fraction leaves under 10 % for training", "use smaller fractions")
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, (folder, label, _path, _sha) in enumerate(items):
-        groups[(folder, label)].append(i)
-    folders = {folder for folder, *_ in items}
+    for i, item in enumerate(items):
+        groups[(item.folder, item.label)].append(i)
+    folders = {item.folder for item in items}
     chosen: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
     if folders == {""} or folders == {"train"}:
         source = "" if "" in folders else "train"
@@ -62,39 +66,19 @@ def make_splits(root: Path, labels: list[str], items, *, seed: int = 42, val_fra
             chosen["validation"] += parts[1]
             chosen["train"] += parts[2]
     else:
-        have = sorted(folders, key=SPLIT_NAMES.index)
-        strategy = "folders:" + ",".join(have)
-        for label in labels:
-            train = groups[("train", label)]
-            if "validation" in folders and "test" in folders:
-                chosen["train"] += _sorted(items, train)
-                chosen["validation"] += _sorted(items, groups[("validation", label)])
-                chosen["test"] += _sorted(items, groups[("test", label)])
-            elif "validation" in folders:
-                test, val = _carve(items, groups[("validation", label)], label, seed, [VALIDATION_TEST_FRACTION])
-                chosen["train"] += _sorted(items, train)
-                chosen["validation"] += val
-                chosen["test"] += test
-            else:  # train + test
-                val, rest = _carve(items, train, label, seed, [val_fraction])
-                chosen["train"] += rest
-                chosen["validation"] += val
-                chosen["test"] += _sorted(items, groups[("test", label)])
-        if "validation" in folders and "test" not in folders:
-            strategy += f"; test = {VALIDATION_TEST_FRACTION:.0%} of validation/ per class, seed {seed}"
-        elif "test" in folders and "validation" not in folders:
-            strategy += f"; validation = {val_fraction:.0%} of train/ per class, seed {seed}"
+        strategy = _split_folders(items, labels, groups, folders, chosen, seed=seed, val_fraction=val_fraction)
     moved = _keep_together(root, chosen, items, keep_together)
     if moved:
         strategy += f"; {len(moved)} duplicate(s) moved so each duplicate group sits in one split"
     for name in SPLIT_NAMES:
-        present = {items[i][1] for i in chosen[name]}
+        present = {items[i].label for i in chosen[name]}
         if present != set(labels):
             missing = ", ".join(sorted(set(labels) - present))
             raise UsageError(f"the {name} split has no images of class {missing}",
                              "add more readable images to that class (at least 3 per class for a flat folder)")
     splits = Splits(root=str(root), seed=seed, labels=list(labels), strategy=strategy, splits={
-        name: [SplitEntry(path=_rel(root, items[i][2]), label=items[i][1], sha256=items[i][3]) for i in chosen[name]]
+        name: [SplitEntry(path=_rel(root, items[i].path), label=items[i].label, sha256=items[i].sha256)
+               for i in chosen[name]]
         for name in SPLIT_NAMES}, moved=moved)
     splits.fingerprint = splits.compute_fingerprint()
     return splits, chosen
@@ -105,19 +89,46 @@ def _keep_together(root: Path, chosen: dict[str, list[int]], items, groups) -> l
     where = {i: name for name, indices in chosen.items() for i in indices}
     feeds = defaultdict(set)  # source folder -> the splits edgeclf filled from it
     for i, name in where.items():
-        feeds[items[i][0]].add(name)
+        feeds[items[i].folder].add(name)
     moved = []
     for group in groups:
         target = min((where[i] for i in group if i in where), key=SPLIT_NAMES.index, default=None)
         for i in group:
-            if i in where and where[i] != target and target in feeds[items[i][0]]:
-                moved.append({"path": _rel(root, items[i][2]), "from": where[i], "to": target})
+            if i in where and where[i] != target and target in feeds[items[i].folder]:
+                moved.append({"path": _rel(root, items[i].path), "from": where[i], "to": target})
                 chosen[where[i]].remove(i)
                 chosen[target].append(i)
                 where[i] = target
     for name in {m["from"] for m in moved} | {m["to"] for m in moved}:
         chosen[name] = _sorted(items, chosen[name])
     return moved
+
+
+def _split_folders(items, labels, groups, folders: set[str], chosen: dict[str, list[int]], *, seed: int,
+                   val_fraction: float) -> str:
+    """Fill ``chosen`` from a dataset's own split folders, carving the missing one; returns the strategy text."""
+    strategy = "folders:" + ",".join(sorted(folders, key=SPLIT_NAMES.index))
+    for label in labels:
+        train = groups[("train", label)]
+        if "validation" in folders and "test" in folders:
+            chosen["train"] += _sorted(items, train)
+            chosen["validation"] += _sorted(items, groups[("validation", label)])
+            chosen["test"] += _sorted(items, groups[("test", label)])
+        elif "validation" in folders:
+            test, val = _carve(items, groups[("validation", label)], label, seed, [VALIDATION_TEST_FRACTION])
+            chosen["train"] += _sorted(items, train)
+            chosen["validation"] += val
+            chosen["test"] += test
+        else:  # train + test
+            val, rest = _carve(items, train, label, seed, [val_fraction])
+            chosen["train"] += rest
+            chosen["validation"] += val
+            chosen["test"] += _sorted(items, groups[("test", label)])
+    if "validation" in folders and "test" not in folders:
+        strategy += f"; test = {VALIDATION_TEST_FRACTION:.0%} of validation/ per class, seed {seed}"
+    elif "test" in folders and "validation" not in folders:
+        strategy += f"; validation = {val_fraction:.0%} of train/ per class, seed {seed}"
+    return strategy
 
 
 def _carve(items, indices: list[int], label: str, seed: int, fractions: list[float]) -> list[list[int]]:
@@ -142,7 +153,7 @@ def _sorted(items, indices):
 
 
 def _rel_key(items, i):
-    return str(items[i][2])
+    return str(items[i].path)
 
 
 def _rel(root: Path, path) -> str:

@@ -130,22 +130,7 @@ def write_result(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="BASELINE: the Keras transfer-learning tutorial's recipe.")
-    parser.add_argument("--data", required=True, type=Path, help="folder with train/ and validation/ class folders")
-    parser.add_argument("--weights", default="imagenet", help="MobileNetV2 no-top weights file, or 'imagenet'")
-    parser.add_argument("--image-size", type=int, default=160, help="the tutorial uses 160")
-    parser.add_argument("--initial-epochs", type=int, default=INITIAL_EPOCHS)
-    parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
-    parser.add_argument("--seed", type=int, default=0, help="global TF/numpy/python seed (the tutorial sets none)")
-    parser.add_argument("--splits", type=Path, help="also evaluate on this edgeclf splits.json test split")
-    parser.add_argument("--out", type=Path, help="folder for the trained weights (baseline.weights.h5)")
-    parser.add_argument("--result", type=Path, help="write the result JSON here (also printed)")
-    parser.add_argument("--evaluate-only", type=Path, metavar="WEIGHTS",
-                        help="no training: load baseline.weights.h5 from an earlier run, evaluate on --splits and add "
-                             "the numbers to the existing --result file")
-    args = parser.parse_args(argv)
-    if args.weights.lower() == "none":
-        args.weights = None
+    args = _parse_args(argv)
     if args.evaluate_only:
         return evaluate_only(args)
 
@@ -155,46 +140,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.keras.utils.set_random_seed(args.seed)
     t_import = time.perf_counter() - t_start
-    size = (args.image_size, args.image_size)
 
     t0 = time.perf_counter()
-    train_dataset = tf.keras.utils.image_dataset_from_directory(
-        str(args.data / "train"), shuffle=True, batch_size=BATCH_SIZE, image_size=size)
-    validation_dataset = tf.keras.utils.image_dataset_from_directory(
-        str(args.data / "validation"), shuffle=True, batch_size=BATCH_SIZE, image_size=size)
-    class_names = train_dataset.class_names
-    val_batches = int(tf.data.experimental.cardinality(validation_dataset))
-    if val_batches // 5 == 0:
-        raise SystemExit(f"{args.data / 'validation'}: needs at least 5 batches ({5 * BATCH_SIZE} images) "
-                         "for the tutorial's test split")
-    test_dataset = validation_dataset.take(val_batches // 5)
-    validation_dataset = validation_dataset.skip(val_batches // 5)
-    autotune = tf.data.AUTOTUNE
-    train_dataset = train_dataset.prefetch(buffer_size=autotune)
-    validation_dataset = validation_dataset.prefetch(buffer_size=autotune)
-    test_dataset = test_dataset.prefetch(buffer_size=autotune)
-
+    train_dataset, validation_dataset, test_dataset, class_names, val_batches = _datasets(tf, args)
     model, base_model = build_model(tf, args.image_size, args.weights)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=BASE_LEARNING_RATE),
                   loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[tf.keras.metrics.BinaryAccuracy(threshold=0, name="accuracy")])
     t_setup = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    history = model.fit(train_dataset, epochs=args.initial_epochs, validation_data=validation_dataset, verbose=2)
-    t_phase1 = time.perf_counter() - t0
-
-    base_model.trainable = True
-    for layer in base_model.layers[:FINE_TUNE_AT]:
-        layer.trainable = False
-    model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                  optimizer=tf.keras.optimizers.RMSprop(learning_rate=BASE_LEARNING_RATE / 10),
-                  metrics=[tf.keras.metrics.BinaryAccuracy(threshold=0, name="accuracy")])
-    t0 = time.perf_counter()
-    history_fine = model.fit(train_dataset, epochs=args.initial_epochs + args.fine_tune_epochs,
-                             initial_epoch=len(history.epoch), validation_data=validation_dataset, verbose=2)
-    t_phase2 = time.perf_counter() - t0
-
+    history, history_fine, t_phase1, t_phase2 = _fit_two_phases(tf, model, base_model, train_dataset,
+                                                                validation_dataset, args)
     t0 = time.perf_counter()
     test_loss, test_accuracy = model.evaluate(test_dataset, verbose=0)
     t_eval = time.perf_counter() - t0
@@ -222,6 +177,70 @@ def main(argv: list[str] | None = None) -> int:
                     "tensorflow": tf.__version__},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    _save(tf, model, result, args, class_names)
+    return 0
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(description="BASELINE: the Keras transfer-learning tutorial's recipe.")
+    parser.add_argument("--data", required=True, type=Path, help="folder with train/ and validation/ class folders")
+    parser.add_argument("--weights", default="imagenet", help="MobileNetV2 no-top weights file, or 'imagenet'")
+    parser.add_argument("--image-size", type=int, default=160, help="the tutorial uses 160")
+    parser.add_argument("--initial-epochs", type=int, default=INITIAL_EPOCHS)
+    parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
+    parser.add_argument("--seed", type=int, default=0, help="global TF/numpy/python seed (the tutorial sets none)")
+    parser.add_argument("--splits", type=Path, help="also evaluate on this edgeclf splits.json test split")
+    parser.add_argument("--out", type=Path, help="folder for the trained weights (baseline.weights.h5)")
+    parser.add_argument("--result", type=Path, help="write the result JSON here (also printed)")
+    parser.add_argument("--evaluate-only", type=Path, metavar="WEIGHTS",
+                        help="no training: load baseline.weights.h5 from an earlier run, evaluate on --splits and add "
+                             "the numbers to the existing --result file")
+    args = parser.parse_args(argv)
+    if args.weights.lower() == "none":
+        args.weights = None
+    return args
+
+
+def _datasets(tf, args):
+    """The tutorial's data: train/ and validation/, test = the first fifth of the validation batches."""
+    size = (args.image_size, args.image_size)
+    train_dataset = tf.keras.utils.image_dataset_from_directory(
+        str(args.data / "train"), shuffle=True, batch_size=BATCH_SIZE, image_size=size)
+    validation_dataset = tf.keras.utils.image_dataset_from_directory(
+        str(args.data / "validation"), shuffle=True, batch_size=BATCH_SIZE, image_size=size)
+    class_names = train_dataset.class_names
+    val_batches = int(tf.data.experimental.cardinality(validation_dataset))
+    if val_batches // 5 == 0:
+        raise SystemExit(f"{args.data / 'validation'}: needs at least 5 batches ({5 * BATCH_SIZE} images) "
+                         "for the tutorial's test split")
+    test_dataset = validation_dataset.take(val_batches // 5)
+    validation_dataset = validation_dataset.skip(val_batches // 5)
+    autotune = tf.data.AUTOTUNE
+    return (train_dataset.prefetch(buffer_size=autotune), validation_dataset.prefetch(buffer_size=autotune),
+            test_dataset.prefetch(buffer_size=autotune), class_names, val_batches)
+
+
+def _fit_two_phases(tf, model, base_model, train_dataset, validation_dataset, args):
+    """The compiled model with its base frozen, then the base from FINE_TUNE_AT on (RMSprop at a tenth of the rate):
+    (histories, seconds per phase)."""
+    t0 = time.perf_counter()
+    history = model.fit(train_dataset, epochs=args.initial_epochs, validation_data=validation_dataset, verbose=2)
+    t_phase1 = time.perf_counter() - t0
+
+    base_model.trainable = True
+    for layer in base_model.layers[:FINE_TUNE_AT]:
+        layer.trainable = False
+    model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                  optimizer=tf.keras.optimizers.RMSprop(learning_rate=BASE_LEARNING_RATE / 10),
+                  metrics=[tf.keras.metrics.BinaryAccuracy(threshold=0, name="accuracy")])
+    t0 = time.perf_counter()
+    history_fine = model.fit(train_dataset, epochs=args.initial_epochs + args.fine_tune_epochs,
+                             initial_epoch=len(history.epoch), validation_data=validation_dataset, verbose=2)
+    return history, history_fine, t_phase1, time.perf_counter() - t0
+
+
+def _save(tf, model, result: dict, args, class_names) -> None:
+    """The weights (--out), the like-for-like number on edgeclf's split (--splits), the JSON (--result, stdout)."""
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(args.out / "baseline.weights.h5"))
@@ -231,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.result:
         write_result(args.result, result)
     print(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

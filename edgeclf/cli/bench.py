@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from . import options
+
 
 def _parse_threads(ctx, param, value: str | None) -> list[int]:
     if value is None:  # the default: every usable core, like predict and camera
@@ -30,13 +32,12 @@ def _parse_threads(ctx, param, value: str | None) -> list[int]:
               help="Timed inferences per measurement.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0),
               help="Untimed inferences before timing.")
-@click.option("--labels", type=click.Path(path_type=str), metavar="FILE",
-              help="Labels file for models without embedded labels.")
+@options.labels
 @click.option("--isolate/--no-isolate", default=True, show_default=True,
               help="Measure each model in a fresh process (cold load time, per-model peak memory).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def command(models, images, threads, runs, warmup, labels, isolate, as_json, quiet) -> None:
+@options.as_json("Print the full result as JSON on stdout.")
+@options.quiet("No progress bar.")
+def command(models, images, threads, runs, warmup, labels_file, isolate, as_json, quiet) -> None:
     """Measure MODELS (.tflite files) on this machine: load time, first inference, invoke-only latency
     (min/p50/p90/p99/mean), end-to-end latency from a JPEG and from an in-memory frame, throughput, peak memory
     and file size, per thread count. With --images: accuracy and top-1 agreement between the models.
@@ -58,9 +59,7 @@ def command(models, images, threads, runs, warmup, labels, isolate, as_json, qui
     for m in models:
         if Path(m).is_dir():
             raise UsageError(f"{m}: is a directory, not a .tflite model", f"pass the models inside it: {m}/*.tflite")
-    if labels and not Path(labels).is_file():
-        raise UsageError(f"--labels {labels}: no such file", "pass a text file with one class name per line")
-    config = BenchConfig(threads=threads, runs=runs, warmup=warmup, labels=labels, isolate=isolate)
+    config = BenchConfig(threads=threads, runs=runs, warmup=warmup, labels=labels_file, isolate=isolate)
 
     eval_items, note_text = None, ""
     if images:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
+from . import options
+
 
 @click.command("camera")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-s", "--source", default="picamera", show_default=True,
               help="picamera (Raspberry Pi camera), a camera index (0 = first USB webcam), a video file, or a "
                    "folder of images to replay.")
-@click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Labels reported per frame.")
-@click.option("-t", "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help='Minimum top-1 score; below it the label is "unknown".')
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads (default: every usable core).")
+@options.top_k
+@options.threshold
+@options.threads
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--fps-limit", type=click.FloatRange(min=0.1), default=None,
               help="Classify at most this many frames per second (saves power and heat).")
@@ -30,9 +30,8 @@ import click
                    "classification loop, not in it).")
 @click.option("--force", is_flag=True, help="Replace an existing --record file.")
 @click.option("--loop", "loop_source", is_flag=True, help="Replay a video file or folder forever.")
-@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=str),
-              help="labels.txt for a model without embedded labels.")
-@click.option("-q", "--quiet", is_flag=True, help="No status line or summary on stderr.")
+@options.labels
+@options.quiet("No status line or summary on stderr.")
 def command(model, source, top_k, threshold, threads, max_frames, fps_limit, headless, display, serve, record,
             stream_fps, force, loop_source, labels_file, quiet):
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.

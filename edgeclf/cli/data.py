@@ -6,6 +6,8 @@ import click
 
 from edgeclf.console import emit_json, format_table, note
 
+from . import options
+
 SHOWN_GROUPS = 20
 
 
@@ -16,11 +18,11 @@ def command() -> None:
 
 @command.command("check")
 @click.argument("data_dir", metavar="DIR", type=click.Path(path_type=str))
-@click.option("--image-size", type=click.IntRange(32, 512), default=224, show_default=True,
-              help="Decode at this size, as training would (the perceptual hash barely depends on it).")
+@options.image_size("Decode at this size, as training would (the perceptual hash barely depends on it)",
+                     default=224, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when duplicates leak across splits or carry two labels.")
-@click.option("--json", "as_json", is_flag=True, help="Print every finding as JSON on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
+@options.as_json("Print every finding as JSON on stdout.")
+@options.quiet("No progress bar or notes.")
 def check_command(data_dir, image_size, strict, as_json, quiet) -> None:
     """Find duplicates, leakage across train/validation/test, label conflicts and class imbalance in DIR.
 

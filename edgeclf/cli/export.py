@@ -5,26 +5,36 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, note
+from edgeclf.contracts import ALL_FORMATS, DEFAULT_FORMATS, DEFAULT_IO, FORMATS, IO_TYPES
 from edgeclf.errors import EdgeclfError
 from edgeclf.native import import_stage
 
-RECIPE_NAMES = ("full-int8", "float-head", "float-worst")  # edgeclf.export.recipes.FALLBACK_ORDER (no TF import here)
+from . import options
 
-FORMAT_FLAGS = ("float32", "float16", "dynamic", "int8", "int16x8")
-ALL_FLAG = FORMAT_FLAGS[:4]  # --all: the everyday formats; 16x8 is asked for by name
+RECIPE_NAMES = ("full-int8", "float-head", "float-worst")  # edgeclf.export.recipes.FALLBACK_ORDER (no TF import here)
+FORMAT_HELP = {  # one flag per format in edgeclf.contracts.FORMATS, in the order --help lists them
+    "int8": "int8 for the Pi: tries int8 recipes in order (full-integer first) until one passes the gate.",
+    "float16": "float16 weights (half the size, float math).",
+    "dynamic": "Dynamic-range: int8 weights, float activations.",
+    "float32": "Plain float32 (the exact conversion).",
+    "int16x8": "int16 activations, int8 weights: fidelity over speed (no XNNPACK kernels).",
+}
+
+
+def _format_flags(command):
+    """``--int8``, ``--float16``, ... and ``--all`` (the everyday formats), from the one list of formats."""
+    for fmt in reversed(FORMAT_HELP):
+        command = click.option(f"--{fmt}", fmt, is_flag=True, help=FORMAT_HELP[fmt])(command)
+        if fmt == "int16x8":
+            command = click.option("--all", "all_formats", is_flag=True, help=", ".join(ALL_FORMATS[:-1])
+                                   + f" and {ALL_FORMATS[-1]}.")(command)
+    return command
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=True, dir_okay=True, path_type=str))
-@click.option("--int8", "int8", is_flag=True,
-              help="int8 for the Pi: tries int8 recipes in order (full-integer first) until one passes the gate.")
-@click.option("--float16", "float16", is_flag=True, help="float16 weights (half the size, float math).")
-@click.option("--dynamic", "dynamic", is_flag=True, help="Dynamic-range: int8 weights, float activations.")
-@click.option("--float32", "float32", is_flag=True, help="Plain float32 (the exact conversion).")
-@click.option("--all", "all_formats", is_flag=True, help="float32, float16, dynamic and int8.")
-@click.option("--int16x8", "int16x8", is_flag=True,
-              help="int16 activations, int8 weights: fidelity over speed (no XNNPACK kernels).")
-@click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
+@_format_flags
+@click.option("--io", "io_type", type=click.Choice(IO_TYPES), default=DEFAULT_IO, show_default=True,
               help="Input/output tensor type of the int8 model (uint8: raw camera pixels in, no conversion).")
 @click.option("--int8-recipe", type=click.Choice(RECIPE_NAMES), default=None,
               help="Force one int8 recipe instead of trying them in order (full-int8: integer-only).")
@@ -34,17 +44,16 @@ ALL_FLAG = FORMAT_FLAGS[:4]  # --all: the everyday formats; 16x8 is asked for by
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
 @click.option("--min-agreement", type=float, default=99.0, show_default=True, metavar="PERCENT",
               help="Gate: fail (exit 1) when fewer test images than this keep the float model's top-1.")
-@click.option("--image-size", type=int, default=None, metavar="N",
-              help="Export at another square input size (same weights); validation runs at that size.  "
-                   "[default: the trained size]")
+@options.image_size("Export at another square input size (same weights); validation runs at that size",
+                     show_default="the trained size")
 @click.option("--out", "-o", default=None, metavar="DIR", help="Output folder.  [default: RUN_DIR/export]")
 @click.option("--force", is_flag=True, help="Replace existing files of the same names in the output folder.")
 @click.option("--allow-changed", is_flag=True,
               help="Validate even if test files are missing or changed since training (counted in the report).")
-@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars, notes or table; errors only.")
-def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_type, int8_recipe, calibration_samples,
-            max_drop, min_agreement, image_size, out, force, allow_changed, as_json, quiet) -> None:
+@options.as_json("Print report.json on stdout.")
+@options.quiet("No progress bars, notes or table; errors only.")
+def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max_drop, min_agreement, image_size, out,
+            force, allow_changed, as_json, quiet, **format_flags) -> None:
     """Convert a trained run to TFLite, check every model on the test split, and gate on accuracy.
 
     Each model is one self-describing file (labels, input size and normalisation embedded as standard TFLite
@@ -75,12 +84,12 @@ def command(run_dir, int8, float16, dynamic, float32, all_formats, int16x8, io_t
       edgeclf export runs/catsdogs --int8 --image-size 160 --out runs/catsdogs/export-160
       edgeclf export runs/catsdogs --int8 --json | jq '.models[0].accuracy'
     """
-    chosen = tuple(f for f, on in zip(FORMAT_FLAGS, (float32, float16, dynamic, int8, int16x8)) if on)
-    formats = tuple(dict.fromkeys((ALL_FLAG if all_formats else ()) + chosen))
+    chosen = tuple(f for f in FORMATS if format_flags[f])
+    formats = tuple(dict.fromkeys((ALL_FORMATS if all_formats else ()) + chosen))
     import_stage("edgeclf export", "edgeclf.export.run")  # quietly, or say which extra to install
     from edgeclf.export import quality
     from edgeclf.export.report import gate_message, table
-    from edgeclf.export.run import DEFAULT_FORMATS, ExportOptions, export_run
+    from edgeclf.export.run import ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
                          calibration_samples=calibration_samples, max_drop=max_drop, min_agreement=min_agreement,
                          int8_recipe=int8_recipe, out=out, force=force,

@@ -9,6 +9,8 @@ from edgeclf.native import import_stage
 
 from edgeclf.train.options import TrainOptions  # dataclass only: importing it needs no TensorFlow
 
+from . import options
+
 D = TrainOptions()
 
 
@@ -24,8 +26,7 @@ D = TrainOptions()
               help="Continue an interrupted run (its --out); all other training options come from that run.")
 @click.option("--alpha", type=float, default=D.alpha, show_default=True,
               help="MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")
-@click.option("--image-size", type=int, default=D.image_size, show_default=True,
-              help="Square input size in pixels (96..224).")
+@options.image_size("Square input size in pixels", default=D.image_size, show_default=True)
 @click.option("--weights", default=D.weights, show_default=True, metavar="imagenet|none|PATH",
               help="Base weights: imagenet (Keras download cache), none (random), or a no-top .h5 weights file.")
 @click.option("--epochs", type=int, default=D.epochs, show_default=True,
@@ -64,8 +65,8 @@ D = TrainOptions()
 @click.option("--strict-data", is_flag=True,
               help="Refuse to train when duplicate images leak across train/validation/test or sit in two classes "
                    "(default: warn and list them in RUN_DIR/data_check.json).")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes; errors only.")
+@options.as_json("Print a machine-readable summary on stdout.")
+@options.quiet()
 def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, views, head_patience,
             fine_tune_at, fine_tune_epochs, fine_tune_lr, batch_size, dropout, label_smoothing, no_augment, patience,
             seed, val_fraction, test_fraction, cache, strict_data, as_json, quiet) -> None:
