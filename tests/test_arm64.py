@@ -35,6 +35,9 @@ def _require_root():
 
 @pytest.mark.slow
 @pytest.mark.e2e
+@pytest.mark.skipif(os.environ.get("EDGECLF_ARM64") != "1",
+                    reason="opt-in (EDGECLF_ARM64=1): a cold run debootstraps two arm64 roots under qemu, which took "
+                           "over an hour on the 2-core CI machine; not yet proven on trixie, so not in the default run")
 def test_arm64_bookworm_and_trixie_predict_like_x86(real_export, cats_dogs_dir, tmp_path, capsys):
     _require_root()
     wheel = build_wheel(tmp_path)
