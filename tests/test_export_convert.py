@@ -73,7 +73,9 @@ def test_float32_export_matches_keras_on_the_same_pixels(tiny_tflite, tiny_run):
     ours = np.stack([clf.probabilities_from_input(x) for x in images])
     np.testing.assert_allclose(ours, reference, atol=1e-4)
     f16 = Classifier(tiny_tflite("float16"))
-    np.testing.assert_allclose(np.stack([f16.probabilities_from_input(x) for x in images]), reference, atol=2e-2)
+    # float16 weights: within 4e-2 (was 2e-2 before temperature scaling; a fitted T < 1 is folded into the last Dense
+    # layer and sharpens the tiny random model's logits, which scales float16's rounding error with them)
+    np.testing.assert_allclose(np.stack([f16.probabilities_from_input(x) for x in images]), reference, atol=4e-2)
 
 
 def test_sizes_shrink_as_expected(tiny_export):
