@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf.cli import cli
+from edgeclf.contracts import MODEL_CONTRACT_FILE
 from edgeclf.export.recipes import FALLBACK_ORDER, RECIPES
 from edgeclf.train.model import BASE_LAYER
 
@@ -135,7 +136,7 @@ def test_int8_recipe_forces_one_recipe_and_the_file_says_which(tiny_run, tmp_pat
     assert row["recipe"] == "float-head" and [a["recipe"] for a in row["attempts"]] == ["float-head"]
     assert row["output"]["dtype"] == "float32"
     with zipfile.ZipFile(out / "model_int8.tflite") as zf:
-        assert json.loads(zf.read("edgeclf.json"))["int8_recipe"] == "float-head"
+        assert json.loads(zf.read(MODEL_CONTRACT_FILE))["int8_recipe"] == "float-head"
     md = (out / "report.md").read_text()
     assert "int8 recipes tried" in md and "Where int8 loses precision" in md
     assert f"`{report['quantization_debugger']['worst'][0]['layer']}`" in md
