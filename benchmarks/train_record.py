@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -32,14 +31,15 @@ BASELINE = "benchmarks.baselines.keras_transfer_learning"
 def timed(cmd: list[str], log) -> dict:
     """Run ``cmd`` and return its wall time, CPU seconds (children) and the load average before and after."""
     log("$ " + " ".join(cmd))
-    before, load0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), os.getloadavg(), time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    load0, t0 = os.getloadavg(), time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: CPU seconds and peak RSS
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"command": " ".join(cmd), "returncode": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+    return {"command": " ".join(cmd), "returncode": os.waitstatus_to_exitcode(status), "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "load_before": [round(x, 2) for x in load0], "load_after": [round(x, 2) for x in os.getloadavg()],
-            "stdout": proc.stdout}
+            "stdout": stdout}
 
 
 def edgeclf_step(name: str, work: Path, log) -> dict:

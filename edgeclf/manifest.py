@@ -26,6 +26,16 @@ from .errors import UsageError, os_error_reason
 from .fsutil import atomic_write_json
 
 
+def _from_record(cls, data: dict, format: str, convert, invalid: str):
+    """``cls`` from a JSON record of ``format``: a missing or malformed key is one line naming the file."""
+    try:
+        if data.get("format") != format:
+            raise KeyError("format")
+        return cls(**convert(dict(data)))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{invalid} (bad or missing {exc})", "re-run edgeclf train or restore the file") from None
+
+
 @dataclass
 class Manifest:
     labels: list[str]
@@ -43,18 +53,14 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = MANIFEST_FILE) -> "Manifest":
-        try:
-            if data.get("format") != MANIFEST_FORMAT:
-                raise KeyError("format")
-            data = dict(data)
-            data["input"] = InputContract(**data["input"])
-            labels = data["labels"]
+        def convert(fields: dict) -> dict:
+            fields["input"] = InputContract(**fields["input"])
+            labels = fields["labels"]
             if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
                 raise KeyError("labels")
-            return cls(**data)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"{source} is not a valid edgeclf manifest (bad or missing {exc})",
-                             "re-run edgeclf train or restore the file") from None
+            return fields
+
+        return _from_record(cls, data, MANIFEST_FORMAT, convert, f"{source} is not a valid edgeclf manifest")
 
     def save(self, run_dir: str | Path) -> Path:
         return atomic_write_json(Path(run_dir) / MANIFEST_FILE, self.to_dict())
@@ -107,20 +113,23 @@ class Splits:
     def files(self, split: str) -> list[SplitEntry]:
         return self.splits.get(split, [])
 
+    def require(self, split: str, name: str, consequence: str, fix: str) -> list[SplitEntry]:
+        """The entries of ``split``, or a one-line error saying what an empty one means and what to do."""
+        entries = self.files(split)
+        if not entries:
+            raise UsageError(f"{SPLITS_FILE} has an empty {name} split: {consequence}", fix)
+        return entries
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = SPLITS_FILE) -> "Splits":
-        try:
-            if data.get("format") != SPLITS_FORMAT:
-                raise KeyError("format")
-            data = dict(data)
-            data["splits"] = {name: [SplitEntry(**e) for e in entries] for name, entries in data["splits"].items()}
-            return cls(**data)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"{source} is not a valid edgeclf splits file (bad or missing {exc})",
-                             "re-run edgeclf train or restore the file") from None
+        def convert(fields: dict) -> dict:
+            fields["splits"] = {name: [SplitEntry(**e) for e in entries] for name, entries in fields["splits"].items()}
+            return fields
+
+        return _from_record(cls, data, SPLITS_FORMAT, convert, f"{source} is not a valid edgeclf splits file")
 
     def compute_fingerprint(self) -> str:
         import hashlib

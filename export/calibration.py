@@ -63,10 +63,8 @@ def load_calibration(splits: Splits, size: tuple[int, int], count: int = DEFAULT
     and listed; a sample with no readable image is an error."""
     if count < 1:
         raise UsageError(f"--calibration-samples must be at least 1, got {count}")
-    train = splits.files(CALIBRATION_SPLIT)
-    if not train:
-        raise UsageError("splits.json has an empty training split: nothing to calibrate int8 on",
-                         "re-run edgeclf train, or export float formats only (--float32/--float16/--dynamic)")
+    train = splits.require(CALIBRATION_SPLIT, "training", "nothing to calibrate int8 on",
+                           "re-run edgeclf train, or export float formats only (--float32/--float16/--dynamic)")
     root = Path(splits.root)
     images, used, skipped = [], [], []
     for entry in progress(stratified_sample(train, count, seed), desc="calibrating int8 (train split)",

@@ -38,10 +38,8 @@ class TestSet:
 def check_test_files(splits: Splits, *, allow_changed: bool = False, quiet: bool = False) -> tuple[list, list, list]:
     """(present entries, missing paths, changed paths) of the test split; refuses on any difference unless
     ``allow_changed`` (then missing files are left out and changed ones evaluated as they are now)."""
-    entries = splits.files(TEST_SPLIT)
-    if not entries:
-        raise UsageError("splits.json has an empty test split: there is nothing held out to validate on",
-                         "re-run edgeclf train with a test split (it carves one when the dataset has none)")
+    entries = splits.require(TEST_SPLIT, "test", "there is nothing held out to validate on",
+                             "re-run edgeclf train with a test split (it carves one when the dataset has none)")
     root = Path(splits.root)
     present, missing, changed = [], [], []
     for entry in progress(entries, desc="checking test files (sha256)", quiet=quiet, unit="file"):

@@ -13,63 +13,64 @@ from . import options
 
 D = TrainOptions()
 
+# The recipe's options, in --help order: TrainOptions field -> help. Type and default are the field's own, so each
+# default is written once (train/options.py) and shows in --help; EXTRA adds what a bare type cannot say.
+RECIPE = {
+    "data": "Folder of class sub-folders (or train/ validation/ test/ folders of them), or cats_vs_dogs to download "
+            "the TensorFlow tutorial dataset once into Keras's cache.",
+    "alpha": "MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).",
+    "weights": "Base weights: imagenet (Keras download cache), none (random), or a no-top .h5 weights file.",
+    "epochs": "Phase 1 MAXIMUM epochs (head on cached features of the frozen base; early stopping usually ends it "
+              "far sooner, and each epoch takes about a second).",
+    "lr": "Phase 1 learning rate (Adam).",
+    "views": "Phase 1 feature views per training image: 1 = the image, 2 = + its mirror, 3-6 = + zoom crops.",
+    "head_patience": "Phase 1 early stopping: epochs without validation-loss improvement (0 = off).",
+    "fine_tune_at": "Phase 2 unfreezes base layers from this index on (BatchNorm stays frozen).",
+    "fine_tune_epochs": "Phase 2 MAXIMUM epochs (early stopping ends it when validation loss stops improving; 0 "
+                        "skips fine-tuning). The learning-rate schedule (1-epoch warm-up, cosine decay) spans this "
+                        "maximum.",
+    "fine_tune_lr": "Phase 2 peak learning rate (Adam).",
+    "batch_size": "Images per batch (per GPU when several are visible: the global batch scales with them).",
+    "dropout": "Dropout before the head.",
+    "label_smoothing": "Label smoothing of the cross-entropy loss, both phases (0 = off).",
+    "patience": "Phase 2 early stopping: epochs without validation-loss improvement (0 = off); the best weights of "
+                "either phase are restored.",
+    "seed": "Seed for the splits, shuffling, augmentation and initialisation.",
+    "val_fraction": "Validation share carved per class from a flat folder (or train/ when validation/ is missing).",
+    "test_fraction": "Test share carved per class from a flat folder (or train/ alone).",
+    "cache": "Where decoded images live: RAM, or a memory-mapped file in the run's staging folder (auto: disk above "
+             "2 GiB).",
+}
+EXTRA = {"data": {"metavar": "DIR|cats_vs_dogs"}, "weights": {"metavar": "imagenet|none|PATH"},
+         "cache": {"type": click.Choice(["auto", "memory", "disk"])}}
+
+
+def recipe_options(command):
+    """Add one click option per RECIPE entry (applied last-first, so --help lists them in RECIPE's order)."""
+    for name in reversed(RECIPE):
+        default = getattr(D, name)
+        kwargs = {"type": type(default), **EXTRA.get(name, {})}
+        command = click.option("--" + name.replace("_", "-"), default=default, show_default=True, help=RECIPE[name],
+                               **kwargs)(command)
+    return command
+
 
 @click.command("train")
-@click.option("--data", default=D.data, show_default=True, metavar="DIR|cats_vs_dogs",
-              help="Folder of class sub-folders (or train/ validation/ test/ folders of them), or cats_vs_dogs to "
-                   "download the TensorFlow tutorial dataset once into Keras's cache.")
-@click.option("--data-url", default=None, metavar="URL",
-              help="Mirror for --data cats_vs_dogs (also env EDGECLF_CATS_DOGS_URL).")
 @click.option("--out", "-o", default=None, metavar="DIR", help="Run directory to create.  [default: runs/<data name>]")
 @click.option("--force", is_flag=True, help="Replace an existing run directory (only once the new one is complete).")
 @click.option("--resume", default=None, metavar="RUN_DIR",
               help="Continue an interrupted run (its --out); all other training options come from that run.")
-@click.option("--alpha", type=float, default=D.alpha, show_default=True,
-              help="MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")
+@recipe_options
 @options.image_size("Square input size in pixels", default=D.image_size, show_default=True)
-@click.option("--weights", default=D.weights, show_default=True, metavar="imagenet|none|PATH",
-              help="Base weights: imagenet (Keras download cache), none (random), or a no-top .h5 weights file.")
-@click.option("--epochs", type=int, default=D.epochs, show_default=True,
-              help="Phase 1 MAXIMUM epochs (head on cached features of the frozen base; early stopping usually ends "
-                   "it far sooner, and each epoch takes about a second).")
-@click.option("--lr", type=float, default=D.lr, show_default=True, help="Phase 1 learning rate (Adam).")
-@click.option("--views", type=int, default=D.views, show_default=True,
-              help="Phase 1 feature views per training image: 1 = the image, 2 = + its mirror, 3-6 = + zoom crops.")
-@click.option("--head-patience", type=int, default=D.head_patience, show_default=True,
-              help="Phase 1 early stopping: epochs without validation-loss improvement (0 = off).")
-@click.option("--fine-tune-at", type=int, default=D.fine_tune_at, show_default=True,
-              help="Phase 2 unfreezes base layers from this index on (BatchNorm stays frozen).")
-@click.option("--fine-tune-epochs", type=int, default=D.fine_tune_epochs, show_default=True,
-              help="Phase 2 MAXIMUM epochs (early stopping ends it when validation loss stops improving; 0 skips "
-                   "fine-tuning). The learning-rate schedule (1-epoch warm-up, cosine decay) spans this maximum.")
-@click.option("--fine-tune-lr", type=float, default=D.fine_tune_lr, show_default=True,
-              help="Phase 2 peak learning rate (Adam).")
-@click.option("--batch-size", type=int, default=D.batch_size, show_default=True,
-              help="Images per batch (per GPU when several are visible: the global batch scales with them).")
-@click.option("--dropout", type=float, default=D.dropout, show_default=True, help="Dropout before the head.")
-@click.option("--label-smoothing", type=float, default=D.label_smoothing, show_default=True,
-              help="Label smoothing of the cross-entropy loss, both phases (0 = off).")
+@click.option("--data-url", default=None, metavar="URL",
+              help="Mirror for --data cats_vs_dogs (also env EDGECLF_CATS_DOGS_URL).")
 @click.option("--no-augment", is_flag=True, help="Turn off random flip/rotation/zoom of training images (phase 2).")
-@click.option("--patience", type=int, default=D.patience, show_default=True,
-              help="Phase 2 early stopping: epochs without validation-loss improvement (0 = off); the best weights "
-                   "of either phase are restored.")
-@click.option("--seed", type=int, default=D.seed, show_default=True,
-              help="Seed for the splits, shuffling, augmentation and initialisation.")
-@click.option("--val-fraction", type=float, default=D.val_fraction, show_default=True,
-              help="Validation share carved per class from a flat folder (or train/ when validation/ is missing).")
-@click.option("--test-fraction", type=float, default=D.test_fraction, show_default=True,
-              help="Test share carved per class from a flat folder (or train/ alone).")
-@click.option("--cache", type=click.Choice(["auto", "memory", "disk"]), default=D.cache, show_default=True,
-              help="Where decoded images live: RAM, or a memory-mapped file in the run's staging folder (auto: disk "
-                   "above 2 GiB).")
 @click.option("--strict-data", is_flag=True,
               help="Refuse to train when duplicate images leak across train/validation/test or sit in two classes "
                    "(default: warn and list them in RUN_DIR/data_check.json).")
 @options.as_json("Print a machine-readable summary on stdout.")
 @options.quiet()
-def command(data, data_url, out, force, resume, alpha, image_size, weights, epochs, lr, views, head_patience,
-            fine_tune_at, fine_tune_epochs, fine_tune_lr, batch_size, dropout, label_smoothing, no_augment, patience,
-            seed, val_fraction, test_fraction, cache, strict_data, as_json, quiet) -> None:
+def command(data_url, out, force, resume, image_size, no_augment, strict_data, as_json, quiet, **recipe) -> None:
     """Fine-tune MobileNetV2 on labelled photos and write a run directory.
 
     Phase 1 trains a new head on cached features of the frozen ImageNet base (each training image goes through
@@ -92,12 +93,8 @@ def command(data, data_url, out, force, resume, alpha, image_size, weights, epoc
     """
     from edgeclf.train import preflight
 
-    opts = TrainOptions(data=data, data_url=data_url, out=out, alpha=alpha, image_size=image_size, weights=weights,
-                        epochs=epochs, lr=lr, views=views, head_patience=head_patience, fine_tune_at=fine_tune_at,
-                        fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr, batch_size=batch_size,
-                        dropout=dropout, label_smoothing=label_smoothing, augment=not no_augment,
-                        patience=patience, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                        cache=cache, strict_data=strict_data)
+    opts = TrainOptions(**recipe, data_url=data_url, out=out, image_size=image_size, augment=not no_augment,
+                        strict_data=strict_data)
     # Paths and options first: a mistake is one line in well under a second, before TensorFlow's seconds-long import.
     if resume is not None:
         preflight.check_resume(resume)
