@@ -18,6 +18,7 @@ import numpy as np
 from .quantize import debug_model, representative
 
 DEBUG_SAMPLES = 32  # the instrumented model runs every op twice with reference kernels: keep it bounded
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 ROUNDING_ONLY = 1 / math.sqrt(12)  # RMSE/scale of a layer whose only error is rounding to the nearest step
 
 
@@ -33,6 +34,7 @@ class LayerError:
     rmse: float
     max_abs_error: float
     scale: float
+    weights: int = 0  # weight + bias elements the op stores (conv and fully-connected ops): what keeping it float costs
 
 
 def layer_errors(calibrated: bytes, images: np.ndarray, *, model=None, per_channel: bool = True) -> list[LayerError]:
@@ -66,10 +68,20 @@ def _layer_error(debugger, name: str, metrics: dict, layers: tuple[set[str], str
     scale = float(tensor["quantization_parameters"]["scales"][0])
     rmse = math.sqrt(float(metrics["mean_squared_error"]))
     name = interpreter._get_tensor_details(reference, subgraph_index=0)["name"]  # noqa: SLF001
-    op = interpreter._get_op_details(op_index)["op_name"]  # noqa: SLF001
-    return LayerError(tensor=name, layer=keras_layer(name, *layers), op=op,
+    details = interpreter._get_op_details(op_index)  # noqa: SLF001
+    return LayerError(tensor=name, layer=keras_layer(name, *layers), op=details["op_name"],
                       position=int(op_index), rmse_over_scale=round(rmse / scale, 4) if scale else math.inf,
-                      rmse=round(rmse, 6), max_abs_error=round(float(metrics["max_abs_error"]), 6), scale=scale)
+                      rmse=round(rmse, 6), max_abs_error=round(float(metrics["max_abs_error"]), 6), scale=scale,
+                      weights=_stored_weights(interpreter, details))
+
+
+def _stored_weights(interpreter, details: dict) -> int:
+    """Elements of an op's constant inputs (filter and bias): inputs 1.. of a convolution or fully-connected op."""
+    if details["op_name"] not in WEIGHTED_OPS:
+        return 0
+    shapes = [interpreter._get_tensor_details(i, subgraph_index=0)["shape"]  # noqa: SLF001
+              for i in details["inputs"][1:] if i >= 0]
+    return int(sum(np.prod(shape) for shape in shapes))
 
 
 def keras_layer(tensor: str, layers: set[str], output_layer: str = "") -> str:

@@ -49,7 +49,7 @@ class Int8Builder:
         return debugger.summary(self.layer_errors(), used)
 
     def build(self, recipe: Recipe) -> bytes:
-        worst = [e.tensor for e in self.layer_errors()] if recipe.float_worst else []
+        worst = self.layer_errors() if recipe.float_worst else []
         data = self.converter.quietly(
             quantize.quantize, self.calibrated(), io_type=self.io_type, output_type=recipe.output_type(self.io_type),
             keep_float=recipe.keep_float(worst), per_channel=self.per_channel)

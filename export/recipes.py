@@ -13,6 +13,9 @@ What each recipe changes, and why it helps:
 * ``float-head``: the same integer backbone, but global pooling, the classifier and softmax run in float, so the
   logits are not rounded to 256 levels and scores come out as float32 (no 1/256 ties between close classes). The
   head is one 1280 x classes matrix: it costs nothing measurable.
+* ``float-light``: ``float-head`` plus the worst layers (largest RMSE/scale, see :mod:`.debugger`) that are cheap to
+  keep in float: worst first, as long as their weights together stay within 2 % of the model's, so the file stays
+  within about 1.5 points of full-int8's size. These are mostly depthwise convolutions (3 x 3 x channels weights).
 * ``float-worst``: ``float-head`` plus the layers the QuantizationDebugger finds worst (largest RMSE/scale, see
   :mod:`.debugger`) kept in float, each behind a DEQUANTIZE/QUANTIZE pair.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 from edgeclf.errors import UsageError
 
+from .debugger import LayerError
 from .quantize import Selection
 
 HEAD_OPS = ("MEAN", "FULLY_CONNECTED", "SOFTMAX")  # global average pooling -> classifier -> probabilities
@@ -38,28 +42,44 @@ class Recipe:
     name: str
     summary: str
     float_head: bool = False
-    float_worst: int = 0  # how many of the debugger's worst layers stay float
+    float_worst: int = 0  # how many of the debugger's worst layers stay float, at most
+    weight_budget: float = 0.0  # if set: only layers whose weights together stay within this share of the model's
 
     @property
     def integer_only(self) -> bool:
         """Every op integer (what ``--io int8`` accelerators need)."""
         return not self.float_head and not self.float_worst
 
-    def keep_float(self, worst_tensors: list[str]) -> Selection:
-        """The quantizer's denylist for this recipe, given the debugger's worst tensors (worst first)."""
-        return Selection(ops=HEAD_OPS if self.float_head else (), nodes=tuple(worst_tensors[:self.float_worst]))
+    def keep_float(self, worst: list[LayerError]) -> Selection:
+        """The quantizer's denylist for this recipe, given the debugger's layers (worst first)."""
+        chosen = within_budget(worst, self.weight_budget) if self.weight_budget else worst
+        return Selection(ops=HEAD_OPS if self.float_head else (),
+                         nodes=tuple(e.tensor for e in chosen[:self.float_worst]))
 
     def output_type(self, io_type: str) -> str:
         return "float32" if self.float_head else io_type
 
 
+def within_budget(worst: list[LayerError], budget: float) -> list[LayerError]:
+    """The layers of ``worst`` (worst first) whose weights, taken in that order, fit in ``budget`` of all weights;
+    a layer too large for what is left is passed over and a smaller, less bad one may still fit."""
+    allowed, used, chosen = budget * sum(e.weights for e in worst), 0, []
+    for error in worst:
+        if used + error.weights <= allowed:
+            chosen.append(error)
+            used += error.weights
+    return chosen
+
+
 RECIPES = {r.name: r for r in (
     Recipe("full-int8", "every op integer; uint8 in, uint8 out"),
     Recipe("float-head", "integer backbone; pooling, classifier and softmax in float (float32 out)", float_head=True),
+    Recipe("float-light", "float-head, plus up to 8 of the worst layers whose weights fit in 2 % of the model's",
+           float_head=True, float_worst=8, weight_budget=0.02),
     Recipe("float-worst", "float-head, plus the 8 layers with the largest quantization error in float",
            float_head=True, float_worst=8),
 )}
-FALLBACK_ORDER = ("full-int8", "float-head", "float-worst")
+FALLBACK_ORDER = ("full-int8", "float-head", "float-light", "float-worst")
 DEFAULT_RECIPE = FALLBACK_ORDER[0]
 
 

@@ -94,7 +94,8 @@ def test_calibrate_then_quantize_is_the_converters_int8(builder):
 def test_each_recipe_keeps_in_float_what_it_says(builder):
     from edgeclf.export.quantize import operator_names
 
-    plain, head, worst = (builder.build(RECIPES[name]) for name in ("full-int8", "float-head", "float-worst"))
+    plain, head, light, worst = (builder.build(RECIPES[name])
+                                 for name in ("full-int8", "float-head", "float-light", "float-worst"))
     assert tensor_types(plain) == {"input": "uint8", "output": "uint8"}
     assert "DEQUANTIZE" not in operator_names(plain)  # integer only
     assert tensor_types(head) == {"input": "uint8", "output": "float32"}
@@ -102,7 +103,57 @@ def test_each_recipe_keeps_in_float_what_it_says(builder):
     # the integer backbone hands over to float once, right before pooling: DEQUANTIZE, MEAN, FC, SOFTMAX last
     assert ops.count("DEQUANTIZE") == 1 and ops[-4:] == ["DEQUANTIZE", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]
     assert operator_names(worst).count("DEQUANTIZE") > 1  # and the worst layers get their own float islands
+    assert operator_names(light).count("DEQUANTIZE") > 1 and tensor_types(light)["output"] == "float32"
     assert len(worst) > len(head)  # their float weights are stored too
+
+
+def test_the_cli_offers_exactly_the_chain():
+    from edgeclf.cli.export import RECIPE_NAMES
+
+    assert RECIPE_NAMES == FALLBACK_ORDER and set(RECIPES) == set(FALLBACK_ORDER)
+
+
+def test_float_light_keeps_worst_layers_only_within_its_weight_budget():
+    """Worst first; a layer too big for what is left is passed over, a smaller less-bad one still fits."""
+    from edgeclf.export.debugger import LayerError
+    from edgeclf.export.recipes import within_budget
+
+    def layer(name, weights):
+        return LayerError(tensor=name, layer=name, op="CONV_2D", position=0, rmse_over_scale=1.0, rmse=0.1,
+                          max_abs_error=0.1, scale=0.1, weights=weights)
+
+    worst = [layer("big", 900), layer("small", 30), layer("none", 0), layer("medium", 60), layer("rest", 10)]
+    assert [e.tensor for e in within_budget(worst, 0.1)] == ["small", "none", "medium", "rest"]  # 100 of 1000
+    assert [e.tensor for e in within_budget(worst, 0.05)] == ["small", "none", "rest"]
+    recipe = RECIPES["float-light"]
+    chosen = recipe.keep_float(worst)
+    assert chosen.ops and set(chosen.nodes) <= {"small", "none", "medium", "rest"}
+
+
+def test_float_light_stores_few_float_weights(builder):
+    """On the file itself: float-light's extra float32 weights stay within 2 % of all weights, while float-worst's
+    (no budget) may not; both keep the worst cheap layers' outputs as float tensors."""
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    def float_weight_elements(data: bytes) -> tuple[int, int]:
+        model = fb.Model.GetRootAsModel(data, 0)
+        graph = model.Subgraphs(0)
+        floats = total = 0
+        for i in range(graph.TensorsLength()):
+            t = graph.Tensors(i)
+            if model.Buffers(t.Buffer()).DataLength() == 0:
+                continue  # an activation, not a stored weight
+            n = int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
+            total += n
+            floats += n if t.Type() == fb.TensorType.FLOAT32 else 0
+        return floats, total
+
+    head_floats, total = float_weight_elements(builder.build(RECIPES["float-head"]))
+    light_floats, _ = float_weight_elements(builder.build(RECIPES["float-light"]))
+    errors = builder.layer_errors()
+    assert light_floats > head_floats  # some layers really are float
+    assert light_floats - head_floats <= 0.02 * sum(e.weights for e in errors) * 1.05  # (bias/shape rounding)
+    assert any(e.weights for e in errors) and all(e.weights == 0 for e in errors if e.op == "ADD")
 
 
 def test_the_debugger_names_real_layers_of_the_model(builder):

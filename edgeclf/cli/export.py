@@ -11,7 +11,8 @@ from edgeclf.native import import_stage
 
 from . import options
 
-RECIPE_NAMES = ("full-int8", "float-head", "float-worst")  # edgeclf.export.recipes.FALLBACK_ORDER (no TF import here)
+# edgeclf.export.recipes.FALLBACK_ORDER, repeated so --help needs no TensorFlow import (a test checks they match)
+RECIPE_NAMES = ("full-int8", "float-head", "float-light", "float-worst")
 FORMAT_HELP = {  # one flag per format in edgeclf.contracts.FORMATS, in the order --help lists them
     "int8": "int8 for the Pi: tries int8 recipes in order (full-integer first) until one passes the gate.",
     "float16": "float16 weights (half the size, float math).",
@@ -63,10 +64,10 @@ def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max
     The float Keras model and every exported model are evaluated on exactly the test split in splits.json, with
     edgeclf's own runtime. A table goes to stderr; report.json and report.md go next to the models. A format
     fails the gate when its accuracy is more than --max-drop points below float, or its top-1 agrees with float
-    on fewer than --min-agreement % of the test images. int8 then tries its next recipe (full-int8, float-head,
-    float-worst: fastest first) and ships the first that passes; report.md lists every attempt and the layers
-    TensorFlow's QuantizationDebugger finds worst. If nothing passes, the export fails (exit 1); the file is
-    kept and marked failed in the report.
+    on fewer than --min-agreement % of the test images. int8 then tries its next recipe (full-int8,
+    float-head, float-light, float-worst: fastest first) and ships the first that passes; report.md lists
+    every attempt and the layers TensorFlow's QuantizationDebugger finds worst. If nothing passes, the export
+    fails (exit 1); the file is kept and marked failed in the report.
 
     \b
     Output (RUN_DIR/export/ or --out):
