@@ -57,25 +57,33 @@ class Int8Builder:
         return data
 
 
-def first_passing(recipes: list[Recipe], validate: Callable[[Recipe], dict], *, quiet: bool = False) -> dict:
+def first_passing(recipes: list[Recipe], validate: Callable[[Recipe], dict], *, target: float = 0.0,
+                  quiet: bool = False) -> dict:
     """Try ``recipes`` in order; ``validate(recipe)`` converts, evaluates and gates one, returning its report row
-    (``row["gate_failures"]`` empty when it passes). Returns the first passing row, or else the attempt with the
-    best agreement, with ``row["attempts"]`` listing every attempt made."""
-    attempts, rows = [], []
+    (``row["gate_failures"]`` empty when it passes). Stops at the first row that passes and agrees with float on at
+    least ``target`` (a fraction); a ``rescue_only`` recipe is tried only while nothing has passed. Ships that row,
+    else the first that passed, else the attempt with the best agreement; ``row["attempts"]`` lists every attempt."""
+    rows: list[dict] = []
     for recipe in recipes:
+        if recipe.rescue_only and any(not r["gate_failures"] for r in rows):
+            break
         row = validate(recipe)
         rows.append(row)
-        attempts.append(attempt_summary(row))
-        if not row["gate_failures"]:
+        if not row["gate_failures"] and row["agreement"] >= target:
             break
         if recipe is not recipes[-1]:
-            note(f"int8 recipe {recipe.name} failed the gate ({'; '.join(row['gate_failures'])}); "
-                 f"trying the next recipe", quiet=quiet)
-    shipped = rows[-1] if not rows[-1]["gate_failures"] else max(rows, key=lambda r: (r["agreement"], r["accuracy"]))
-    shipped["attempts"] = attempts
+            why = "; ".join(row["gate_failures"]) or (f"passes the gate, but keeps float's top-1 on only "
+                                                      f"{row['agreement'] * 100:.2f} % (--int8-target "
+                                                      f"{target * 100:g} %)")
+            note(f"int8 recipe {recipe.name}: {why}; trying the next recipe", quiet=quiet)
+    passing = [r for r in rows if not r["gate_failures"]]
+    shipped = next((r for r in passing if r["agreement"] >= target), None) or (passing[0] if passing else None)
+    shipped = shipped or max(rows, key=lambda r: (r["agreement"], r["accuracy"]))
+    shipped["attempts"] = [attempt_summary(r, target) for r in rows]
     return shipped
 
 
-def attempt_summary(row: dict) -> dict:
-    return {key: row.get(key) for key in ("recipe", "accuracy", "agreement", "drop_points", "latency_p50_ms",
-                                          "size_bytes", "gate_failures")}
+def attempt_summary(row: dict, target: float = 0.0) -> dict:
+    return {**{key: row.get(key) for key in ("recipe", "accuracy", "agreement", "drop_points", "latency_p50_ms",
+                                             "size_bytes", "gate_failures")},
+            "meets_target": row["agreement"] >= target}

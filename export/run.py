@@ -44,6 +44,9 @@ EXPORT_DIR = "export"
 STAGING_PREFIX = ".export-staging-"
 DEFAULT_MAX_DROP = 1.0
 DEFAULT_MIN_AGREEMENT = 99.0  # percent of test images whose top-1 matches the float model
+# int8 goes on down its recipes until one keeps float's top-1 on this share (percent); 0 = the first passing one.
+# Measured on the default cats-vs-dogs run: full-int8 99.2 %, float-light 99.8 % at 1.05x its latency.
+DEFAULT_INT8_TARGET = 99.5
 
 
 @dataclass
@@ -54,6 +57,7 @@ class ExportOptions:
     calibration_samples: int = DEFAULT_SAMPLES
     max_drop: float = DEFAULT_MAX_DROP
     min_agreement: float = DEFAULT_MIN_AGREEMENT
+    int8_target: float = DEFAULT_INT8_TARGET
     int8_recipe: str | None = None  # force one recipe instead of the fallback chain
     keep_attempts: bool = False  # also keep every int8 attempt as model_int8.<recipe>.tflite (to compare recipes)
     out: str | None = None
@@ -155,7 +159,8 @@ def _check_options(opts: ExportOptions) -> tuple[str, ...]:
         raise UsageError(f"--io {opts.io_type} only applies to --int8", "add --int8 or drop --io")
     if opts.int8_recipe is not None and "int8" not in formats:
         raise UsageError("--int8-recipe only applies to --int8", "add --int8 or drop --int8-recipe")
-    for name, value in (("--max-drop", opts.max_drop), ("--min-agreement", opts.min_agreement)):
+    for name, value in (("--max-drop", opts.max_drop), ("--min-agreement", opts.min_agreement),
+                        ("--int8-target", opts.int8_target)):
         if value != value:  # NaN
             raise UsageError(f"{name} must be a number, e.g. {DEFAULT_MAX_DROP if 'drop' in name else 99.0}")
     if opts.image_size is not None:
@@ -261,7 +266,7 @@ def _int8_chain(work: _Work, builder: Int8Builder) -> dict:
         row["gate_failures"] = reports.gate_failures(row, work.reference, work.plan.opts)
         return row
 
-    row = first_passing(work.plan.recipes, attempt, quiet=work.quiet)
+    row = first_passing(work.plan.recipes, attempt, target=work.plan.opts.int8_target / 100, quiet=work.quiet)
     shutil.copyfile(work.staging / row["file"], work.staging / final)
     work.probs[final] = work.probs[row["file"]]
     row["file"] = final

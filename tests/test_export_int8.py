@@ -113,6 +113,29 @@ def test_the_cli_offers_exactly_the_chain():
     assert RECIPE_NAMES == FALLBACK_ORDER and set(RECIPES) == set(FALLBACK_ORDER)
 
 
+@pytest.mark.parametrize("agreements, target, shipped, tried", [
+    ({"full-int8": 0.992, "float-head": 0.992, "float-light": 0.998}, 0.995, "float-light",
+     ["full-int8", "float-head", "float-light"]),  # the default cats run's numbers: the target picks float-light
+    ({"full-int8": 0.992, "float-head": 0.992, "float-light": 0.993}, 0.995, "full-int8",
+     ["full-int8", "float-head", "float-light"]),  # nothing reaches it: the fastest that passed; float-worst not tried
+    ({"full-int8": 0.997}, 0.995, "full-int8", ["full-int8"]),  # plain int8 already there: nothing else is built
+    ({"full-int8": 0.992}, 0.0, "full-int8", ["full-int8"]),  # target 0: the first that passes, as before
+    ({"full-int8": 0.98, "float-head": 0.985, "float-light": 0.987, "float-worst": 0.991}, 0.995, "float-worst",
+     list(FALLBACK_ORDER)),  # the gate (99 %) failed until float-worst: the rescue runs
+])
+def test_int8_goes_on_to_the_target_and_ships_the_right_attempt(agreements, target, shipped, tried):
+    from edgeclf.export.int8 import first_passing
+
+    def validate(recipe):
+        agreement = agreements[recipe.name]
+        return {"recipe": recipe.name, "agreement": agreement, "accuracy": 0.99, "drop_points": 0.0,
+                "gate_failures": [] if agreement >= 0.99 else ["agreement"]}
+
+    row = first_passing([RECIPES[name] for name in FALLBACK_ORDER], validate, target=target, quiet=True)
+    assert row["recipe"] == shipped and [a["recipe"] for a in row["attempts"]] == tried
+    assert [a["meets_target"] for a in row["attempts"]] == [agreements[name] >= target for name in tried]
+
+
 def test_float_light_keeps_worst_layers_only_within_its_weight_budget():
     """Worst first; a layer too big for what is left is passed over, a smaller less-bad one still fits."""
     from edgeclf.export.debugger import LayerError

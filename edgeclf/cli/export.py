@@ -45,6 +45,9 @@ def _format_flags(command):
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
 @click.option("--min-agreement", type=float, default=99.0, show_default=True, metavar="PERCENT",
               help="Gate: fail (exit 1) when fewer test images than this keep the float model's top-1.")
+@click.option("--int8-target", type=float, default=99.5, show_default=True, metavar="PERCENT",
+              help="int8 tries its next recipe until one keeps the float model's top-1 on this share of the test "
+                   "images; if none does, it ships the first that passed the gate (0: the first that passes).")
 @options.image_size("Export at another square input size (same weights); validation runs at that size",
                      show_default="the trained size")
 @click.option("--out", "-o", default=None, metavar="DIR", help="Output folder.  [default: RUN_DIR/export]")
@@ -53,8 +56,8 @@ def _format_flags(command):
               help="Validate even if test files are missing or changed since training (counted in the report).")
 @options.as_json("Print report.json on stdout.")
 @options.quiet("No progress bars, notes or table; errors only.")
-def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max_drop, min_agreement, image_size, out,
-            force, allow_changed, as_json, quiet, **format_flags) -> None:
+def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max_drop, min_agreement, int8_target,
+            image_size, out, force, allow_changed, as_json, quiet, **format_flags) -> None:
     """Convert a trained run to TFLite, check every model on the test split, and gate on accuracy.
 
     Each model is one self-describing file (labels, input size and normalisation embedded as standard TFLite
@@ -93,7 +96,7 @@ def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max
     from edgeclf.export.run import ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
                          calibration_samples=calibration_samples, max_drop=max_drop, min_agreement=min_agreement,
-                         int8_recipe=int8_recipe, out=out, force=force,
+                         int8_target=int8_target, int8_recipe=int8_recipe, out=out, force=force,
                          allow_changed=allow_changed, image_size=image_size)
     report = export_run(opts, quiet=quiet or as_json)
     if as_json:
