@@ -45,14 +45,24 @@ def export_every(run_dir: Path, work: Path) -> dict:
 
 
 def default_choice(attempts: list[dict]) -> dict:
-    """The attempt default ``--int8`` ships: the first passing --max-drop 1.0 and --min-agreement 99.0."""
-    from edgeclf.export.run import DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
+    """The attempt default ``--int8`` ships, by the export's own rule (:func:`edgeclf.export.int8.first_passing`)
+    applied to the measured attempts with the default gate and target (conversion is deterministic)."""
+    from edgeclf.export.int8 import first_passing
+    from edgeclf.export.recipes import FALLBACK_ORDER, RECIPES
+    from edgeclf.export.run import DEFAULT_INT8_TARGET, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
 
-    passing = [a for a in attempts
-               if a["drop_points"] <= DEFAULT_MAX_DROP and a["agreement"] * 100 >= DEFAULT_MIN_AGREEMENT]
-    return {"recipe": passing[0]["recipe"] if passing else None, "status": "passed" if passing else "failed",
-            "tried": [a["recipe"] for a in attempts[:attempts.index(passing[0]) + 1]] if passing else
-            [a["recipe"] for a in attempts]}
+    measured = {a["recipe"]: a for a in attempts}
+
+    def validate(recipe) -> dict:
+        a = dict(measured[recipe.name])
+        a["gate_failures"] = ([] if a["drop_points"] <= DEFAULT_MAX_DROP and a["agreement"] * 100 >=
+                              DEFAULT_MIN_AGREEMENT else ["gate"])
+        return a
+
+    row = first_passing([RECIPES[n] for n in FALLBACK_ORDER if n in measured], validate,
+                        target=DEFAULT_INT8_TARGET / 100, quiet=True)
+    return {"recipe": row["recipe"], "status": "failed" if row["gate_failures"] else "passed",
+            "tried": [a["recipe"] for a in row["attempts"]]}
 
 
 def models_of(report: dict, folder: Path) -> dict[str, dict]:
@@ -107,6 +117,12 @@ def consumers(path: Path, images: np.ndarray, arrays: Path, reference_top1: np.n
             for name, top1 in found.items()}
 
 
+def changed(model: dict, images: int) -> int:
+    """Test images whose top-1 differs from float: listed for shipped files, implied by agreement for attempts."""
+    listed = model.get("top1_changes")
+    return len(listed) if listed is not None else round((1 - model["agreement"]) * images)
+
+
 def float_top1(model: dict, labels: list[str], paths: list[str], images: np.ndarray) -> np.ndarray:
     """The float Keras model's top-1 per test image, rebuilt from one model's answers and its listed changes."""
     clf = Classifier(model["path"])
@@ -117,10 +133,11 @@ def float_top1(model: dict, labels: list[str], paths: list[str], images: np.ndar
     return top1
 
 
-def study(run_dir: Path, work: Path) -> dict:
+def study(run_dir: Path, work: Path, reuse: bool = False) -> dict:
     from edgeclf.manifest import load_splits
 
-    every = export_every(run_dir, work)
+    report = work / "report.json"
+    every = json.loads(report.read_text()) if reuse and report.exists() else export_every(run_dir, work)
     models = models_of(every, work)
     size = Classifier(models["float32"]["path"]).input_size
     images = test_images(run_dir, size)
@@ -137,7 +154,7 @@ def study(run_dir: Path, work: Path) -> dict:
     return {"run_dir": str(run_dir), "test_images": len(images), "reference": every["reference"]["accuracy"],
             "default": default_choice(next(m for m in every["models"] if m["format"] == "int8")["attempts"]),
             "models": {name: {**{k: v for k, v in m.items() if k not in ("path", "top1_changes")},
-                              "top1_changes": len(m["top1_changes"] or []),
+                              "top1_changes": changed(m, len(images)),
                               "size_ratio_to_float32": round(m["size_bytes"] / models["float32"]["size_bytes"], 4),
                               "latency": latency[name], "consumers": seen.get(name)}
                        for name, m in models.items()},
@@ -171,11 +188,12 @@ def main(argv=None) -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True, help="results path without extension")
+    parser.add_argument("--reuse", action="store_true", help="reuse an export already in --work (its report.json)")
     args = parser.parse_args(argv)
     results = []
     for run in args.runs:
         print(f"studying {run} ...", file=sys.stderr)
-        results.append(study(run, args.work / run.name))
+        results.append(study(run, args.work / run.name, args.reuse))
     args.result.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     args.result.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
