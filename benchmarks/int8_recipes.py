@@ -49,7 +49,7 @@ def default_choice(attempts: list[dict]) -> dict:
     applied to the measured attempts with the default gate and target (conversion is deterministic)."""
     from edgeclf.export.int8 import first_passing
     from edgeclf.export.recipes import FALLBACK_ORDER, RECIPES
-    from edgeclf.export.run import DEFAULT_INT8_TARGET, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
+    from edgeclf.contracts import DEFAULT_INT8_TARGET, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
 
     measured = {a["recipe"]: a for a in attempts}
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from edgeclf.console import note
-from edgeclf.contracts import (DEFAULT_FORMATS, DEFAULT_IO, FORMATS, MODEL_FILE, REPORT_FILE, REPORT_MD_FILE,
+from edgeclf.contracts import (DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP,
+                               DEFAULT_MIN_AGREEMENT, FORMATS, MODEL_FILE, REPORT_FILE, REPORT_MD_FILE,
                                check_image_size, model_filename)
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import check_writable_dir, publish_staged, refuse_clobber, staging_dir
@@ -42,11 +43,6 @@ from .validate import (TestSet, keras_probabilities, latency_p50_ms, load_test_s
 
 EXPORT_DIR = "export"
 STAGING_PREFIX = ".export-staging-"
-DEFAULT_MAX_DROP = 1.0
-DEFAULT_MIN_AGREEMENT = 99.0  # percent of test images whose top-1 matches the float model
-# int8 goes on down its recipes until one keeps float's top-1 on this share (percent); 0 = the first passing one.
-# Measured on the default cats-vs-dogs run: full-int8 99.2 %, float-light 99.8 % at 1.05x its latency.
-DEFAULT_INT8_TARGET = 99.5
 
 
 @dataclass
@@ -162,7 +158,7 @@ def _check_options(opts: ExportOptions) -> tuple[str, ...]:
     for name, value in (("--max-drop", opts.max_drop), ("--min-agreement", opts.min_agreement),
                         ("--int8-target", opts.int8_target)):
         if value != value:  # NaN
-            raise UsageError(f"{name} must be a number, e.g. {DEFAULT_MAX_DROP if 'drop' in name else 99.0}")
+            raise UsageError(f"{name} must be a number, e.g. {DEFAULT_MAX_DROP if 'drop' in name else DEFAULT_MIN_AGREEMENT}")
     if opts.image_size is not None:
         check_image_size(opts.image_size)
     return formats

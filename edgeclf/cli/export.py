@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, note
-from edgeclf.contracts import ALL_FORMATS, DEFAULT_FORMATS, DEFAULT_IO, FORMATS, IO_TYPES
+from edgeclf.contracts import (ALL_FORMATS, DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP,
+                               DEFAULT_MIN_AGREEMENT, FORMATS, IO_TYPES)
 from edgeclf.errors import EdgeclfError
 from edgeclf.native import import_stage
 
@@ -41,11 +42,11 @@ def _format_flags(command):
               help="Force one int8 recipe instead of trying them in order (full-int8: integer-only).")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True, metavar="N",
               help="Training-split images (stratified sample) used to calibrate int8.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True, metavar="POINTS",
+@click.option("--max-drop", type=float, default=DEFAULT_MAX_DROP, show_default=True, metavar="POINTS",
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
-@click.option("--min-agreement", type=float, default=99.0, show_default=True, metavar="PERCENT",
+@click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True, metavar="PERCENT",
               help="Gate: fail (exit 1) when fewer test images than this keep the float model's top-1.")
-@click.option("--int8-target", type=float, default=99.5, show_default=True, metavar="PERCENT",
+@click.option("--int8-target", type=float, default=DEFAULT_INT8_TARGET, show_default=True, metavar="PERCENT",
               help="int8 tries its next recipe until one keeps the float model's top-1 on this share of the test "
                    "images; if none does, it ships the first that passed the gate (0: the first that passes).")
 @options.image_size("Export at another square input size (same weights); validation runs at that size",
