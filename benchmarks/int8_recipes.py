@@ -44,23 +44,23 @@ def export_every(run_dir: Path, work: Path) -> dict:
                                     force=True, keep_attempts=True, min_agreement=101.0), quiet=True)
 
 
-def default_choice(attempts: list[dict]) -> dict:
-    """The attempt default ``--int8`` ships, by the export's own rule (:func:`edgeclf.export.int8.first_passing`)
-    applied to the measured attempts with the default gate and target (conversion is deterministic)."""
+def default_choice(attempts: list[dict], reference: dict) -> dict:
+    """The attempt default ``--int8`` ships: the export's own gate and shipping rule
+    (:func:`~edgeclf.export.report.gate_failures`, :func:`~edgeclf.export.int8.first_passing`) at the default
+    options, applied to the measured attempts (conversion is deterministic)."""
     from edgeclf.export.int8 import first_passing
     from edgeclf.export.recipes import FALLBACK_ORDER, RECIPES
-    from edgeclf.contracts import DEFAULT_INT8_TARGET, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
+    from edgeclf.export.report import gate_failures
+    from edgeclf.export.run import ExportOptions
 
-    measured = {a["recipe"]: a for a in attempts}
+    defaults, measured = ExportOptions(run_dir=""), {a["recipe"]: a for a in attempts}
 
     def validate(recipe) -> dict:
-        a = dict(measured[recipe.name])
-        a["gate_failures"] = ([] if a["drop_points"] <= DEFAULT_MAX_DROP and a["agreement"] * 100 >=
-                              DEFAULT_MIN_AGREEMENT else ["gate"])
-        return a
+        row = {**measured[recipe.name], "top1_changes": measured[recipe.name].get("top1_changes") or []}
+        return {**row, "gate_failures": gate_failures(row, reference, defaults)}
 
     row = first_passing([RECIPES[n] for n in FALLBACK_ORDER if n in measured], validate,
-                        target=DEFAULT_INT8_TARGET / 100, quiet=True)
+                        target=defaults.int8_target / 100, quiet=True)
     return {"recipe": row["recipe"], "status": "failed" if row["gate_failures"] else "passed",
             "tried": [a["recipe"] for a in row["attempts"]]}
 
@@ -152,7 +152,8 @@ def study(run_dir: Path, work: Path, reuse: bool = False) -> dict:
         seen = {name: consumers(m["path"], images, arrays, reference_top1) for name, m in models.items()
                 if name != "float32"}
     return {"run_dir": str(run_dir), "test_images": len(images), "reference": every["reference"]["accuracy"],
-            "default": default_choice(next(m for m in every["models"] if m["format"] == "int8")["attempts"]),
+            "default": default_choice(next(m for m in every["models"] if m["format"] == "int8")["attempts"],
+                                      every["reference"]),
             "models": {name: {**{k: v for k, v in m.items() if k not in ("path", "top1_changes")},
                               "top1_changes": changed(m, len(images)),
                               "size_ratio_to_float32": round(m["size_bytes"] / models["float32"]["size_bytes"], 4),

@@ -63,21 +63,26 @@ def first_passing(recipes: list[Recipe], validate: Callable[[Recipe], dict], *, 
     (``row["gate_failures"]`` empty when it passes). Stops at the first row that passes and agrees with float on at
     least ``target`` (a fraction); a ``rescue_only`` recipe is tried only while nothing has passed. Ships that row,
     else the first that passed, else the attempt with the best agreement; ``row["attempts"]`` lists every attempt."""
+    def passed(row: dict) -> bool:
+        return not row["gate_failures"]
+
+    def meets(row: dict) -> bool:
+        return passed(row) and row["agreement"] >= target
+
     rows: list[dict] = []
     for recipe in recipes:
-        if recipe.rescue_only and any(not r["gate_failures"] for r in rows):
+        if recipe.rescue_only and any(map(passed, rows)):
             break
-        row = validate(recipe)
-        rows.append(row)
-        if not row["gate_failures"] and row["agreement"] >= target:
+        rows.append(validate(recipe))
+        if meets(rows[-1]):
             break
         if recipe is not recipes[-1]:
+            row = rows[-1]
             why = "; ".join(row["gate_failures"]) or (f"passes the gate, but keeps float's top-1 on only "
                                                       f"{row['agreement'] * 100:.2f} % (--int8-target "
                                                       f"{target * 100:g} %)")
             note(f"int8 recipe {recipe.name}: {why}; trying the next recipe", quiet=quiet)
-    passing = [r for r in rows if not r["gate_failures"]]
-    shipped = next((r for r in passing if r["agreement"] >= target), None) or (passing[0] if passing else None)
+    shipped = next(filter(meets, rows), None) or next(filter(passed, rows), None)
     shipped = shipped or max(rows, key=lambda r: (r["agreement"], r["accuracy"]))
     shipped["attempts"] = [attempt_summary(r, target) for r in rows]
     return shipped
