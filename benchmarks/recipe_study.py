@@ -6,12 +6,17 @@ training records). Parts:
 * ``head``: phase 1 variants (views, learning rate, label smoothing, dropout) on cached pooled features: features of
   every train view and of validation are extracted once per dataset (the expensive part) and each variant then trains
   the head in seconds with early stopping (best weights restored);
-* ``report``: the Markdown table beside the JSON.
+* ``finetune``: phase 2 variants (fine-tune learning rate, layers unfrozen, label smoothing, augmentation). Phase 1
+  runs once per dataset with the default options (on the same cached features); every variant then starts from that
+  head and fine-tunes through ``edgeclf.train``'s own ``run_phase2`` (early stopping on validation loss, the warm-up
+  + cosine schedule, BatchNorm frozen), so a variant differs from the default in its one option only;
+* ``report``: the Markdown tables beside the JSON.
 
 Run (heavy; niced)::
 
     nice -n 5 python -m benchmarks.recipe_study head --work /tmp/study \\
         --result benchmarks/results/recipe-study-<machine>-<date>.json
+    nice -n 5 python -m benchmarks.recipe_study finetune --dataset clothing-dataset-small --variant layers-60 ...
     python -m benchmarks.recipe_study report --work /tmp/study --result ...same file... --note "..."
 """
 
@@ -20,8 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -34,6 +42,13 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_
 # learning rate and dropout.
 STUDY_VIEWS = {"cats_and_dogs_filtered": 3, "clothing-dataset-small": 2}
 BASE = {"lr": 1e-3, "label_smoothing": 0.0, "dropout": 0.2}
+
+
+# Phase 2 variants: each changes one default of TrainOptions. "default" is the shipped recipe.
+FINETUNE_VARIANTS = {"default": {}, "lr-3e-4": {"fine_tune_lr": 3e-4}, "lr-3e-5": {"fine_tune_lr": 3e-5},
+                     "layers-60": {"fine_tune_at": 60}, "layers-130": {"fine_tune_at": 130},
+                     "no-smoothing": {"label_smoothing": 0.0}, "no-augment": {"augment": False},
+                     "patience-3": {"patience": 3}}
 
 
 def head_grid(views: int) -> list[dict]:
@@ -87,6 +102,74 @@ def head_variants(result: Path, work: Path) -> None:
             result.write_text(json.dumps({"rows": rows}, indent=1))
 
 
+def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str]) -> None:
+    """Phase 1 once with the default options, then each phase 2 variant from that head (rows appended as they end)."""
+    import keras
+
+    from edgeclf.train.fit import TrainState, run_phase2
+    from edgeclf.train.model import build_model
+    from edgeclf.train.options import TrainOptions
+    from edgeclf.train.run import phase2_data
+
+    rows = load(result)
+    todo = [v for v in variants if not any(r["part"] == "finetune" and r["dataset"] == dataset
+                                           and r["variant"] == v for r in rows)]
+    if not todo:
+        return
+    d = dataset_features(dataset, work)
+    base = _phase1_once(d, work / dataset / "phase1")
+    data = d["data"]
+    for name in todo:
+        opts = TrainOptions(data=str(DATASETS[dataset]), weights=str(WEIGHTS), **FINETUNE_VARIANTS[name])
+        run = work / dataset / f"phase2-{name}"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(base, run)
+        state = TrainState.load(run)
+        keras.utils.set_random_seed(opts.seed)
+        model = build_model(len(data.class_names), weights=str(WEIGHTS), dropout=opts.dropout)
+        t0 = time.perf_counter()
+        run_phase2(model, state, phase2_data(data, opts, opts.batch_size), opts, class_weight=data.class_weight(),
+                   quiet=True)
+        best, phase2 = state["best"], [h for h in state["history"] if h.get("phase") == 2]
+        rows.append({"dataset": dataset, "part": "finetune", "variant": name, **FINETUNE_VARIANTS[name],
+                     "phase1_val_accuracy": round(_phase1_best(base)["val_accuracy"], 5),
+                     "epochs": state["done"]["2"], "best_phase": best["phase"], "best_epoch": best["epoch"],
+                     "val_loss": round(best["val_loss"], 5), "val_accuracy": round(best["val_accuracy"], 5),
+                     "epoch_s": round(float(np.median([h["seconds"] for h in phase2])), 1) if phase2 else None,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+        result.write_text(json.dumps({"rows": rows}, indent=1))
+
+
+def _phase1_once(d: dict, run: Path) -> Path:
+    """The default phase 1 on the study's cached features (2 views), kept in ``run`` for every phase 2 variant."""
+    import keras
+
+    from edgeclf.train.fit import TrainState, feature_data, run_phase1
+    from edgeclf.train.options import TrainOptions
+
+    if TrainState.load(run) is not None and TrainState.load(run)["stopped"]["1"]:
+        return run
+    shutil.rmtree(run, ignore_errors=True)
+    opts, data = TrainOptions(), d["data"]
+    n = len(data.rows("train"))
+    keras.utils.set_random_seed(opts.seed)
+    state = TrainState(run)
+    run_phase1(d["model"], state, feature_data(d["train"][: opts.views * n], d["val"],
+                                               data.labels[data.rows("train")], data.labels[data.rows("validation")],
+                                               opts.batch_size, opts.seed),
+               opts, class_weight=data.class_weight(), quiet=True)
+    state["stopped"]["1"] = True
+    state.save()
+    return run
+
+
+def _phase1_best(run: Path) -> dict:
+    from edgeclf.train.fit import TrainState
+
+    return TrainState.load(run)["best"]
+
+
 def _same(row: dict, name: str, variant: dict) -> bool:
     return row["dataset"] == name and row["part"] == "head" and all(row[k] == v for k, v in variant.items())
 
@@ -107,14 +190,35 @@ def render(result: Path, notes: list[str]) -> Path:
         lines.append(f"| {r['dataset']} | {r['views']} | {r['lr']:g} | {r['label_smoothing']:g} | {r['dropout']:g} "
                      f"| {r['epochs']} | {r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
                      f"| {r['seconds']:.0f} |")
+    lines += _finetune_table(rows)
     md = result.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
     return md
 
 
+def _finetune_table(rows: list[dict]) -> list[str]:
+    """Phase 2 variants, default first per dataset; best = the epoch with the lowest validation loss of either phase."""
+    rows = [r for r in rows if r["part"] == "finetune"]
+    if not rows:
+        return []
+    order = list(FINETUNE_VARIANTS)
+    lines = ["", "## Phase 2 fine-tuning variants (from the same default phase 1 head; chosen on validation only)", "",
+             "| dataset | variant | changes | phase 1 val accuracy | epochs run | best (phase/epoch) | val loss "
+             "| val accuracy | median epoch (s) | wall time (s) |", "|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], order.index(r["variant"]))):
+        changes = ", ".join(f"{k}={v}" for k, v in FINETUNE_VARIANTS[r["variant"]].items()) or "-"
+        lines.append(f"| {r['dataset']} | {r['variant']} | {changes} | {r['phase1_val_accuracy']:.2%} | {r['epochs']} "
+                     f"| {r['best_phase']}/{r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
+                     f"| {r['epoch_s'] or 0:.0f} | {r['seconds']:.0f} |")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["head", "report"])
+    p.add_argument("part", choices=["head", "finetune", "report"])
+    p.add_argument("--dataset", choices=sorted(DATASETS), help="finetune: the dataset")
+    p.add_argument("--variant", action="append", choices=sorted(FINETUNE_VARIANTS), default=[],
+                   help="finetune: a phase 2 variant (repeat; run in the order given)")
     p.add_argument("--note", action="append", default=[], help="a line for the report's preamble")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)
@@ -122,6 +226,8 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part == "head":
         head_variants(args.result, args.work)
+    elif args.part == "finetune":
+        finetune_variants(args.result, args.work, args.dataset, args.variant)
     else:
         print(render(args.result, args.note))
     return 0

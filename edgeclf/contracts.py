@@ -33,6 +33,7 @@ DEFAULT_MIN_AGREEMENT = 99.0  # percent of test images whose top-1 must match th
 # int8 goes on down its recipes until one keeps float's top-1 on this share (percent); 0 = the first passing one.
 # Measured on the default cats-vs-dogs run: full-int8 99.2 %, float-light 99.8 % at 1.09x its latency.
 DEFAULT_INT8_TARGET = 99.5
+DEFAULT_CALIBRATION_SAMPLES = 256  # training images (a stratified sample) that calibrate int8
 REPORT_FILE = "report.json"  # the validation report, for scripts and the benchmark suite
 REPORT_MD_FILE = "report.md"  # the same, for people
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeclf.console import progress
+from edgeclf.contracts import DEFAULT_CALIBRATION_SAMPLES
 from edgeclf.errors import ImageError, UsageError
 from edgeclf.manifest import SplitEntry, Splits
 from edgeclf.runtime import preprocess
 
-DEFAULT_SAMPLES = 256
 CALIBRATION_SPLIT = "train"
 
 
@@ -57,7 +57,7 @@ def stratified_sample(entries: list[SplitEntry], count: int, seed: int = 0) -> l
     return sorted(chosen, key=lambda e: e.path)
 
 
-def load_calibration(splits: Splits, size: tuple[int, int], count: int = DEFAULT_SAMPLES, *, seed: int = 0,
+def load_calibration(splits: Splits, size: tuple[int, int], count: int = DEFAULT_CALIBRATION_SAMPLES, *, seed: int = 0,
                      quiet: bool = False) -> Calibration:
     """Decode a stratified sample of the training split at ``size`` = (width, height). Unreadable files are skipped
     and listed; a sample with no readable image is an error."""

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from edgeclf.console import note
-from edgeclf.contracts import (DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP,
-                               DEFAULT_MIN_AGREEMENT, FORMATS, MODEL_FILE, REPORT_FILE, REPORT_MD_FILE,
-                               check_image_size, model_filename)
+from edgeclf.contracts import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO,
+                               DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS, MODEL_FILE, REPORT_FILE,
+                               REPORT_MD_FILE, check_image_size, model_filename)
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import check_writable_dir, publish_staged, refuse_clobber, staging_dir
 from edgeclf.manifest import Manifest, Splits, load_manifest, load_splits
@@ -33,7 +33,7 @@ from edgeclf.runtime.machine import package_versions
 
 from . import quality
 from . import report as reports
-from .calibration import DEFAULT_SAMPLES, Calibration, load_calibration
+from .calibration import Calibration, load_calibration
 from .convert import CALIBRATED_FORMATS, Converter, input_size, load_keras_model, op_set, tensor_io, with_input
 from .int8 import Int8Builder, first_passing
 from .metadata import build_contract, embed_metadata
@@ -50,7 +50,7 @@ class ExportOptions:
     run_dir: str
     formats: tuple[str, ...] = DEFAULT_FORMATS
     io_type: str = DEFAULT_IO
-    calibration_samples: int = DEFAULT_SAMPLES
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_drop: float = DEFAULT_MAX_DROP
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     int8_target: float = DEFAULT_INT8_TARGET

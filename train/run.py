@@ -89,7 +89,7 @@ def _train_staged(session: Session, model, layout, strategy) -> dict:
     run_phase1(model, state, _phase1_data(model, data, session), opts, class_weight=class_weight,
                quiet=session.quiet)
     features_s = time.perf_counter() - t0 - (state["seconds"]["1"] - head_s)
-    run_phase2(model, state, _phase2_data(data, session), opts, class_weight=class_weight,
+    run_phase2(model, state, phase2_data(data, opts, session.batch_size), opts, class_weight=class_weight,
                resumed=session.resuming, quiet=session.quiet)
     restore_best(model, state)
     t0 = time.perf_counter()
@@ -142,14 +142,15 @@ def _phase1_data(model, data: Prepared, session: Session) -> PhaseData | None:
                         session.batch_size, opts.seed)
 
 
-def _phase2_data(data: Prepared, session: Session) -> PhaseData:
+def phase2_data(data: Prepared, opts: TrainOptions, batch_size: int) -> PhaseData:
+    """Augmented image batches of the train split and plain ones of validation (also the recipe study's phase 2)."""
     from .pipeline import batches
 
-    opts, rows = session.opts, data.rows
-    train = batches(data.cache.pixels, data.labels, rows("train"), session.batch_size, shuffle=True,
-                    augment=opts.augment, seed=opts.seed)
-    val = batches(data.cache.pixels, data.labels, rows("validation"), session.batch_size)
-    return PhaseData(train=train, validation=val, steps=-(-len(rows("train")) // session.batch_size))
+    rows = data.rows
+    train = batches(data.cache.pixels, data.labels, rows("train"), batch_size, shuffle=True, augment=opts.augment,
+                    seed=opts.seed)
+    val = batches(data.cache.pixels, data.labels, rows("validation"), batch_size)
+    return PhaseData(train=train, validation=val, steps=-(-len(rows("train")) // batch_size))
 
 
 def _evaluate(model, data: Prepared, batch_size: int, out_dir: Path) -> dict:

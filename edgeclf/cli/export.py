@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, note
-from edgeclf.contracts import (ALL_FORMATS, DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP,
-                               DEFAULT_MIN_AGREEMENT, FORMATS, IO_TYPES)
+from edgeclf.contracts import (ALL_FORMATS, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS, DEFAULT_INT8_TARGET,
+                               DEFAULT_IO, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS, IO_TYPES)
 from edgeclf.errors import EdgeclfError
 from edgeclf.native import import_stage
 
@@ -40,7 +40,7 @@ def _format_flags(command):
               help="Input/output tensor type of the int8 model (uint8: raw camera pixels in, no conversion).")
 @click.option("--int8-recipe", type=click.Choice(RECIPE_NAMES), default=None,
               help="Force one int8 recipe instead of trying them in order (full-int8: integer-only).")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True, metavar="N",
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_SAMPLES, show_default=True, metavar="N",
               help="Training-split images (stratified sample) used to calibrate int8.")
 @click.option("--max-drop", type=float, default=DEFAULT_MAX_DROP, show_default=True, metavar="POINTS",
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
