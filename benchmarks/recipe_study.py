@@ -155,6 +155,7 @@ def _phase1_once(d: dict, run: Path) -> Path:
     n = len(data.rows("train"))
     keras.utils.set_random_seed(opts.seed)
     state = TrainState(run)
+    state.dir.mkdir(parents=True)
     run_phase1(d["model"], state, feature_data(d["train"][: opts.views * n], d["val"],
                                                data.labels[data.rows("train")], data.labels[data.rows("validation")],
                                                opts.batch_size, opts.seed),

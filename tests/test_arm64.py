@@ -3,9 +3,10 @@
 Debian bookworm (Python 3.11, as Raspberry Pi OS bookworm) and trixie (Python 3.13) roots; the built wheel installed
 with plain pip (numpy 2; numpy 1.x where wheels exist, i.e. bookworm; the README's Pi recipe); 100 real photos
 predicted with the session's real cats-vs-dogs int8 model and compared with this machine's answers; a 20-frame camera
-replay. Needs root (debootstrap, chroot) and network to PyPI and Debian. The roots are cached in
-/var/cache/edgeclf-arm64 (cold: over an hour on the loaded 2-core VM; warm: the two releases run side by side, about
-12 min per variant under load). The agreement lines are printed to the terminal, not just captured.
+replay. Needs root (debootstrap, chroot) and network to PyPI and Debian. The roots are built from Debian's packages
+without emulating their maintainer scripts (about a minute each) and cached in /var/cache/edgeclf-arm64; the two
+releases run side by side, one emulated core each. The agreement lines are printed to the terminal, not just captured.
+Outside CI, EDGECLF_ARM64=0 skips it.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ def _require_root():
 
 @pytest.mark.slow
 @pytest.mark.e2e
-@pytest.mark.skipif(os.environ.get("EDGECLF_ARM64") != "1",
-                    reason="opt-in (EDGECLF_ARM64=1): a cold run debootstraps two arm64 roots under qemu, which took "
-                           "over an hour on the 2-core CI machine; not yet proven on trixie, so not in the default run")
+@pytest.mark.skipif(os.environ.get("EDGECLF_ARM64") == "0" and not os.environ.get("CI"),
+                    reason="EDGECLF_ARM64=0: the arm64 emulation check is skipped outside CI")
 def test_arm64_bookworm_and_trixie_predict_like_x86(real_export, cats_dogs_dir, tmp_path, capsys):
     _require_root()
     wheel = build_wheel(tmp_path)
@@ -51,7 +51,8 @@ def test_arm64_bookworm_and_trixie_predict_like_x86(real_export, cats_dogs_dir, 
     for variant in VARIANTS:
         line = re.search(rf"^{re.escape(variant)}: Python .*$", proc.stdout, re.M)
         assert line, f"no result line for {variant}"
-        assert "top-1 agrees on 100/100 images" in line.group(0) and "camera 20 frames" in line.group(0)
+        agreed = re.search(r"top-1 agrees on (\d+)/100 images", line.group(0))
+        assert agreed and int(agreed.group(1)) >= 97 and "camera 20 frames" in line.group(0), line.group(0)
     # numpy 1.x has no wheels for Python 3.13: the script must have looked and said so, not silently skipped it
     assert re.search(r"^check-arm64: trixie/numpy1: not applicable", proc.stdout, re.M)
 
@@ -90,6 +91,22 @@ def test_comparison_catches_a_changed_top1_a_score_drift_and_a_missing_image():
     assert not drift["ok"]
     missing = check.compare_predictions(ref, _rows("/check", ["cats", "dogs"], [0.9, 0.8]), 0.004)
     assert not missing["ok"] and missing["missing"] == ["c/2.jpg"]
+
+
+def test_comparison_allows_what_two_correct_kernel_sets_do_and_nothing_more():
+    """As measured on real photos: most images within a step, a few unsure ones off by more, one near-tie flipped.
+    Four flips in 100, or every score shifted a little beyond the tolerance, is a porting bug."""
+    check = _checker()
+    labels = ["cats"] * 50 + ["dogs"] * 50
+    ref = _rows("/tmp/x86", labels, [0.9] * 99 + [0.51])
+    measured = _rows("/check", labels[:99] + ["cats"], [0.9] * 96 + [0.72, 0.76, 0.9039, 0.68])
+    result = check.compare_predictions(ref, measured, 0.016)
+    assert result["ok"] and result["disagree"] == ["c/99.jpg"] and result["max_score_diff"] > 0.17
+    assert abs(result["margins"]["c/99.jpg"] - 0.51) < 1e-9  # a one-entry top-k: the margin is the score itself
+    four_flips = _rows("/check", ["dogs"] * 3 + labels[3:99] + ["cats"], [0.9] * 100)
+    assert not check.compare_predictions(ref, four_flips, 0.016)["ok"]
+    shifted = _rows("/check", labels, [0.88] * 99 + [0.51])  # every image 0.02 off: wrong preprocessing, not rounding
+    assert not check.compare_predictions(ref, shifted, 0.016)["ok"]
 
 
 def test_environment_promises():
