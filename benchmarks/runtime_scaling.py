@@ -147,9 +147,10 @@ def to_markdown(result: dict) -> str:
     m, t, f, live = result["machine"], result["threads"], result["throughput"], result["live"]
     lines = [f"# Runtime scaling on {m['cpu_model']} ({m['usable_cores']} usable cores), {m['recorded'][:10]}", "",
              f"Model: `{result['model']}`, {result['backend']}. Produced by `python -m benchmarks.runtime_scaling`.",
-             "", f"Load average at the end (1, 5, 15 min): {m.get('load_average')} on {m['usable_cores']} cores: "
-             "other jobs shared the machine, so absolute times are contention-bound; the comparisons within each "
-             "table were measured side by side (interleaved or alternating).", "", "## Threads (Classifier on a ready frame, interleaved blocks)", "",
+             "", f"Load average at the end (1, 5, 15 min): {m.get('load_average')} on {m['usable_cores']} cores. "
+             "The comparisons within each table were measured side by side (interleaved or alternating).",
+             *[line for note in result.get("notes", []) for line in ("", f"Note: {note}")],
+             "", "## Threads (Classifier on a ready frame, interleaved blocks)", "",
              "| threads | p50 ms | speed-up vs 1 |", "|---:|---:|---:|"]
     lines += [f"| {n} | {t['p50_ms'][n]} | {t['speedup_vs_1'][n]}x |" for n in t["p50_ms"]]
     lines += ["", f"The default is every usable core: {t['usable_cores']} here.", "",
@@ -179,12 +180,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--photos", type=Path, default=SHARED / "train")
     parser.add_argument("--replay", type=Path, default=SHARED / "validation")
     parser.add_argument("--name", default=None, help="machine name in the file names")
+    parser.add_argument("--note", action="append", default=[], help="a line on how the machine was loaded (repeat)")
     args = parser.parse_args(argv)
     clf = Classifier(args.model)
     info = machine_info(clf.backend)
     result = {"model": args.model.name, "backend": clf.backend, "machine": info,
               "threads": thread_scaling(args.model), "throughput": folder_throughput(args.model, args.photos),
-              "live": live_with_viewer(args.model, args.replay)}
+              "live": live_with_viewer(args.model, args.replay), "notes": args.note}
     stem = f"runtime-scaling-{args.name or machine_slug(info)}-{info['recorded'][:10]}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")

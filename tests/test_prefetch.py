@@ -79,3 +79,11 @@ def test_classify_many_gives_the_answers_of_classify(tiny_models, tmp_path, fold
     got = [(path, preds if isinstance(preds, list) else type(preds))
            for path, preds in clf.classify_many([folder], top_k=2, workers=2)]
     assert got == expected
+
+
+def test_default_decoders_leave_the_interpreter_its_cores(monkeypatch):
+    from edgeclf.runtime import prefetch
+
+    for cores, workers in ((1, 1), (2, 1), (4, 2), (8, 4)):
+        monkeypatch.setattr(prefetch, "usable_cores", lambda c=cores: c)
+        assert prefetch.default_workers() == workers
