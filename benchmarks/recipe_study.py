@@ -180,21 +180,27 @@ def load(result: Path) -> list[dict]:
 
 
 def render(result: Path, notes: list[str]) -> Path:
-    """The study as Markdown beside its JSON: one table per part, recipe variant x dataset."""
+    """The study as Markdown beside its JSON: one table per part it holds, recipe variant x dataset."""
     rows = load(result)
-    lines = [f"# Recipe study: {result.stem}", "", *notes, "",
-             "## Phase 1 on cached features (validation accuracy at the best epoch; chosen on validation only)", "",
-             "| dataset | views | lr | label smoothing | dropout | epochs run | best epoch | val loss | val accuracy "
-             "| wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted((r for r in rows if r["part"] == "head"), key=lambda r: (r["dataset"], r["views"], r["lr"],
-                                                                             r["label_smoothing"], r["dropout"])):
-        lines.append(f"| {r['dataset']} | {r['views']} | {r['lr']:g} | {r['label_smoothing']:g} | {r['dropout']:g} "
-                     f"| {r['epochs']} | {r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
-                     f"| {r['seconds']:.0f} |")
-    lines += _finetune_table(rows)
+    lines = [f"# Recipe study: {result.stem}", "", *notes, *_head_table(rows), *_finetune_table(rows)]
     md = result.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
     return md
+
+
+def _head_table(rows: list[dict]) -> list[str]:
+    rows = sorted((r for r in rows if r["part"] == "head"),
+                  key=lambda r: (r["dataset"], r["views"], r["lr"], r["label_smoothing"], r["dropout"]))
+    if not rows:
+        return []
+    lines = ["", "## Phase 1 on cached features (validation accuracy at the best epoch; chosen on validation only)", "",
+             "| dataset | views | lr | label smoothing | dropout | epochs run | best epoch | val loss | val accuracy "
+             "| wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['views']} | {r['lr']:g} | {r['label_smoothing']:g} | {r['dropout']:g} "
+                     f"| {r['epochs']} | {r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
+                     f"| {r['seconds']:.0f} |")
+    return lines
 
 
 def _finetune_table(rows: list[dict]) -> list[str]:
