@@ -118,6 +118,7 @@ def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str
         return
     d = dataset_features(dataset, work)
     base = _phase1_once(d, work / dataset / "phase1")
+    phase1_val = round(TrainState.load(base)["best"]["val_accuracy"], 5)
     data = d["data"]
     for name in todo:
         opts = TrainOptions(data=str(DATASETS[dataset]), weights=str(WEIGHTS), **FINETUNE_VARIANTS[name])
@@ -132,7 +133,7 @@ def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str
                    quiet=True)
         best, phase2 = state["best"], [h for h in state["history"] if h.get("phase") == 2]
         rows.append({"dataset": dataset, "part": "finetune", "variant": name, **FINETUNE_VARIANTS[name],
-                     "phase1_val_accuracy": round(_phase1_best(base)["val_accuracy"], 5),
+                     "phase1_val_accuracy": phase1_val,
                      "epochs": state["done"]["2"], "best_phase": best["phase"], "best_epoch": best["epoch"],
                      "val_loss": round(best["val_loss"], 5), "val_accuracy": round(best["val_accuracy"], 5),
                      "epoch_s": round(float(np.median([h["seconds"] for h in phase2])), 1) if phase2 else None,
@@ -148,7 +149,8 @@ def _phase1_once(d: dict, run: Path) -> Path:
     from edgeclf.train.fit import TrainState, feature_data, run_phase1
     from edgeclf.train.options import TrainOptions
 
-    if TrainState.load(run) is not None and TrainState.load(run)["stopped"]["1"]:
+    done = TrainState.load(run)
+    if done is not None and done["stopped"]["1"]:
         return run
     shutil.rmtree(run, ignore_errors=True)
     opts, data = TrainOptions(), d["data"]
@@ -163,12 +165,6 @@ def _phase1_once(d: dict, run: Path) -> Path:
     state["stopped"]["1"] = True
     state.save()
     return run
-
-
-def _phase1_best(run: Path) -> dict:
-    from edgeclf.train.fit import TrainState
-
-    return TrainState.load(run)["best"]
 
 
 def _same(row: dict, name: str, variant: dict) -> bool:

@@ -124,18 +124,22 @@ bootstrap_root() {  # one cached root per release, built in .partial and renamed
   mkdir -p "$root.partial/var/lib/dpkg/alternatives"
   for pkg in $CONFIGURE_PACKAGES; do
     dpkg-deb -e "$root.debs"/var/cache/apt/archives/"${pkg}"_*.deb "$root.partial/tmp/control/$pkg"
-    chroot "$root.partial" /usr/bin/env -i PATH=/usr/sbin:/usr/bin QEMU_CPU=cortex-a72 DPKG_MAINTSCRIPT_PACKAGE="$pkg" \
-      /bin/sh "/tmp/control/$pkg/postinst" configure >>"$CACHE/$rel.debootstrap.log" 2>&1 \
+    configure_in "$root.partial" DPKG_MAINTSCRIPT_PACKAGE="$pkg" /bin/sh "/tmp/control/$pkg/postinst" configure \
+      >>"$CACHE/$rel.debootstrap.log" 2>&1 \
       || { tail -5 "$CACHE/$rel.debootstrap.log"; die "$rel: $pkg's postinst failed"; }
   done
   # ca-certificates' postinst: enable every CA (its debconf default), then build the bundle pip's TLS code loads
-  chroot "$root.partial" /usr/bin/env -i PATH=/usr/sbin:/usr/bin QEMU_CPU=cortex-a72 /bin/sh -ec \
+  configure_in "$root.partial" /bin/sh -ec \
     'cd /usr/share/ca-certificates && find . -name "*.crt" | sed "s|^\./||" | sort >/etc/ca-certificates.conf
      update-ca-certificates' >>"$CACHE/$rel.debootstrap.log" 2>&1 \
     || { tail -5 "$CACHE/$rel.debootstrap.log"; die "$rel: update-ca-certificates failed"; }
   rm -rf "$root.partial/tmp/control" "$root.debs"
   rm -rf "$root" && mv "$root.partial" "$root"
   touch "$root/.edgeclf-ready"
+}
+
+configure_in() {  # a configure step in a new root $1: a clean environment, sbin on PATH, a Pi 4 CPU
+  chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin QEMU_CPU=cortex-a72 "${@:2}"
 }
 
 root_version() {  # the version of Debian package $2 unpacked into root $1 (what dpkg-query -W would say)
