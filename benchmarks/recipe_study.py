@@ -102,8 +102,10 @@ def head_variants(result: Path, work: Path) -> None:
             result.write_text(json.dumps({"rows": rows}, indent=1))
 
 
-def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str]) -> None:
-    """Phase 1 once with the default options, then each phase 2 variant from that head (rows appended as they end)."""
+def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str], seed: int = 42) -> None:
+    """Phase 1 once per seed with the default options, then each phase 2 variant from that head (rows appended as
+    they end). Another ``seed`` repeats the same recipes with other initialisation, dropout and augmentation draws
+    (the splits and the cached features do not depend on it), which is what run-to-run noise is."""
     import keras
 
     from edgeclf.train.fit import TrainState, run_phase2
@@ -113,16 +115,17 @@ def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str
 
     rows = load(result)
     todo = [v for v in variants if not any(r["part"] == "finetune" and r["dataset"] == dataset
-                                           and r["variant"] == v for r in rows)]
+                                           and r["variant"] == v and r.get("seed", 42) == seed for r in rows)]
     if not todo:
         return
     d = dataset_features(dataset, work)
-    base = _phase1_once(d, work / dataset / "phase1")
+    tag = "" if seed == 42 else f"-seed{seed}"
+    base = _phase1_once(d, work / dataset / f"phase1{tag}", seed)
     phase1_val = round(TrainState.load(base)["best"]["val_accuracy"], 5)
     data = d["data"]
     for name in todo:
-        opts = TrainOptions(data=str(DATASETS[dataset]), weights=str(WEIGHTS), **FINETUNE_VARIANTS[name])
-        run = work / dataset / f"phase2-{name}"
+        opts = TrainOptions(data=str(DATASETS[dataset]), weights=str(WEIGHTS), seed=seed, **FINETUNE_VARIANTS[name])
+        run = work / dataset / f"phase2-{name}{tag}"
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(base, run)
         state = TrainState.load(run)
@@ -132,7 +135,7 @@ def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str
         run_phase2(model, state, phase2_data(data, opts, opts.batch_size), opts, class_weight=data.class_weight(),
                    quiet=True)
         best, phase2 = state["best"], [h for h in state["history"] if h.get("phase") == 2]
-        rows.append({"dataset": dataset, "part": "finetune", "variant": name, **FINETUNE_VARIANTS[name],
+        rows.append({"dataset": dataset, "part": "finetune", "variant": name, "seed": seed, **FINETUNE_VARIANTS[name],
                      "phase1_val_accuracy": phase1_val,
                      "epochs": state["done"]["2"], "best_phase": best["phase"], "best_epoch": best["epoch"],
                      "val_loss": round(best["val_loss"], 5), "val_accuracy": round(best["val_accuracy"], 5),
@@ -142,7 +145,7 @@ def finetune_variants(result: Path, work: Path, dataset: str, variants: list[str
         result.write_text(json.dumps({"rows": rows}, indent=1))
 
 
-def _phase1_once(d: dict, run: Path) -> Path:
+def _phase1_once(d: dict, run: Path, seed: int) -> Path:
     """The default phase 1 on the study's cached features (2 views), kept in ``run`` for every phase 2 variant."""
     import keras
 
@@ -153,7 +156,7 @@ def _phase1_once(d: dict, run: Path) -> Path:
     if done is not None and done["stopped"]["1"]:
         return run
     shutil.rmtree(run, ignore_errors=True)
-    opts, data = TrainOptions(), d["data"]
+    opts, data = TrainOptions(seed=seed), d["data"]
     n = len(data.rows("train"))
     keras.utils.set_random_seed(opts.seed)
     state = TrainState(run)
@@ -206,11 +209,12 @@ def _finetune_table(rows: list[dict]) -> list[str]:
         return []
     order = list(FINETUNE_VARIANTS)
     lines = ["", "## Phase 2 fine-tuning variants (from the same default phase 1 head; chosen on validation only)", "",
-             "| dataset | variant | changes | phase 1 val accuracy | epochs run | best (phase/epoch) | val loss "
-             "| val accuracy | median epoch (s) | wall time (s) |", "|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["dataset"], order.index(r["variant"]))):
+             "| dataset | variant | changes | seed | phase 1 val accuracy | epochs run | best (phase/epoch) | val loss "
+             "| val accuracy | median epoch (s) | wall time (s) |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], order.index(r["variant"]), r.get("seed", 42))):
         changes = ", ".join(f"{k}={v}" for k, v in FINETUNE_VARIANTS[r["variant"]].items()) or "-"
-        lines.append(f"| {r['dataset']} | {r['variant']} | {changes} | {r['phase1_val_accuracy']:.2%} | {r['epochs']} "
+        lines.append(f"| {r['dataset']} | {r['variant']} | {changes} | {r.get('seed', 42)} "
+                     f"| {r['phase1_val_accuracy']:.2%} | {r['epochs']} "
                      f"| {r['best_phase']}/{r['best_epoch']} | {r['val_loss']:.4f} | {r['val_accuracy']:.2%} "
                      f"| {r['epoch_s'] or 0:.0f} | {r['seconds']:.0f} |")
     return lines
@@ -222,6 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=sorted(DATASETS), help="finetune: the dataset")
     p.add_argument("--variant", action="append", choices=sorted(FINETUNE_VARIANTS), default=[],
                    help="finetune: a phase 2 variant (repeat; run in the order given)")
+    p.add_argument("--seed", type=int, default=42, help="finetune: the training seed (42 is the default's)")
     p.add_argument("--note", action="append", default=[], help="a line for the report's preamble")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)
@@ -230,7 +235,7 @@ def main(argv=None) -> int:
     if args.part == "head":
         head_variants(args.result, args.work)
     elif args.part == "finetune":
-        finetune_variants(args.result, args.work, args.dataset, args.variant)
+        finetune_variants(args.result, args.work, args.dataset, args.variant, args.seed)
     else:
         print(render(args.result, args.note))
     return 0

@@ -306,3 +306,17 @@ def test_every_int8_variant_runs_in_old_and_foreign_consumers_with_the_claimed_a
         for consumer, numbers in seen.items():
             assert numbers["agreement_with_edgeclf"] == 1.0, (name, consumer, numbers)
             assert numbers["agreement_with_float"] == pytest.approx(model["agreement"], abs=1e-4), (name, consumer)
+
+
+def test_fidelity_study_names_each_changed_answer_with_its_float_margin():
+    """benchmarks.int8_fidelity: a changed top-1 is listed with the float model's top-1 minus top-2 margin, agreement
+    counts only changed answers, and the shift is the largest per-class move (not the top-1's)."""
+    from benchmarks.int8_fidelity import compare, margins
+
+    reference = np.array([[0.51, 0.49, 0.0], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
+    quantized = np.array([[0.49, 0.51, 0.0], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    assert margins(reference) == pytest.approx([0.02, 0.85, 0.2, 0.3])
+    found = compare(quantized, reference, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    assert found["changed"] == 1 and found["agreement"] == 0.75
+    assert found["changes"] == [{"path": "a.jpg", "float_margin": 0.02}] and found["max_changed_margin"] == 0.02
+    assert found["p95_shift"] == pytest.approx(np.percentile([0.02, 0.0, 0.0, 0.2], 95), abs=1e-4)
