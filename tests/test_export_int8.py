@@ -12,7 +12,6 @@ goes down the chain, and every attempt is in the report with its numbers.
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
 
@@ -66,10 +65,6 @@ def outputs(data: bytes, images: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
     return np.stack(rows)
-
-
-UNVERIFIED = pytest.mark.skipif(os.environ.get("EDGECLF_INT8_E2E") != "1", reason=(
-    "opt-in (EDGECLF_INT8_E2E=1) until it has run green once: written on a machine too loaded to run it"))
 
 
 def test_calibrate_then_quantize_is_the_converters_int8(builder):
@@ -257,7 +252,6 @@ def test_io_int8_tries_only_integer_recipes():
         attempt_order("float-head", "int8")
 
 
-@UNVERIFIED
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_the_fallback_fires_when_plain_int8_fails_on_the_real_run(real_run, tmp_path):
@@ -278,7 +272,6 @@ def test_the_fallback_fires_when_plain_int8_fails_on_the_real_run(real_run, tmp_
                       "failed" else attempts[row["recipe"]]["agreement"])
 
 
-@UNVERIFIED
 @pytest.mark.slow
 def test_every_int8_variant_runs_in_old_and_foreign_consumers_with_the_claimed_agreement(
         tiny_pretrained_run, tflite214_python, mediapipe_python, tmp_path):
