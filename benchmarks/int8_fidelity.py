@@ -6,9 +6,10 @@ not. This study puts every quantized variant next to the float model's own margi
 
 1. The float model's margin on each test image (top-1 minus top-2 probability, float32 .tflite, which agrees with the
    Keras model), as a distribution: how many images a perturbation of a given size can flip at all.
-2. float16, dynamic-range and every int8 recipe, for each calibration set of :data:`CALIBRATIONS` (sample size,
-   with or without horizontally flipped copies): top-1 agreement with float32, each changed image's float margin, and
-   the 95th percentile of the largest per-class probability shift.
+2. float16, dynamic-range and every int8 recipe, plus the candidate recipes of :data:`CANDIDATES` (not in the chain;
+   registered for this process only), for each calibration set of :data:`CALIBRATIONS` (sample size, with or without
+   horizontally flipped copies): top-1 agreement with float32, each changed image's float margin, and the 95th
+   percentile of the largest per-class probability shift.
 
 Usage (heavy: one export per calibration set)::
 
@@ -18,6 +19,7 @@ Usage (heavy: one export per calibration set)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -27,21 +29,40 @@ import numpy as np
 
 from edgeclf.runtime.classifier import Classifier
 
+from edgeclf.export.recipes import RECIPES, Recipe
+
 from benchmarks.consumers import test_images
 from benchmarks.int8_recipes import models_of
 
 # name -> (training images sampled, add horizontally flipped copies); None = the whole training split
 CALIBRATIONS = {"256": (256, False), "1024": (1024, False), "256+flip": (256, True), "all": (None, False)}
 MARGINS = (0.01, 0.02, 0.05, 0.1, 0.2)
+# Recipes measured here before any joins the chain: every depthwise convolution in float (MobileNetV2's 17 depthwise
+# layers hold about 3 % of its weights, and the debugger's worst layers are mostly depthwise).
+CANDIDATES = (Recipe("float-depthwise", "float-head, plus every depthwise convolution in float", float_head=True,
+                     float_ops=("DEPTHWISE_CONV_2D",)),)
 
 
-def export_with(run_dir: Path, work: Path, formats: tuple[str, ...], calibration: np.ndarray | None) -> dict:
-    """Every file of an export that tried (and kept) each int8 recipe, calibrated on ``calibration``."""
+@contextlib.contextmanager
+def candidates_registered():
+    """:data:`CANDIDATES` forceable through ``int8_recipe`` while the block runs, and gone after it."""
+    RECIPES.update({r.name: r for r in CANDIDATES})
+    try:
+        yield
+    finally:
+        for r in CANDIDATES:
+            RECIPES.pop(r.name, None)
+
+
+def export_with(run_dir: Path, work: Path, formats: tuple[str, ...], calibration: np.ndarray | None,
+                recipe: str | None = None) -> dict:
+    """Every file of an export that tried (and kept) each int8 recipe, or only ``recipe``, calibrated on
+    ``calibration``."""
     from edgeclf.export.run import ExportOptions, export_run
 
     report = export_run(ExportOptions(run_dir=str(run_dir), formats=formats, out=str(work), force=True,
-                                      keep_attempts=True, min_agreement=101.0, calibration_images=calibration),
-                        quiet=True)
+                                      keep_attempts=True, min_agreement=101.0, calibration_images=calibration,
+                                      int8_recipe=recipe), quiet=True)
     return models_of(report, work)
 
 
@@ -88,8 +109,11 @@ def study(run_dir: Path, work: Path) -> dict:
                                                           paths)} for name in ("float16", "dynamic")]
     for cal, (count, flip) in CALIBRATIONS.items():
         print(f"  calibration {cal} ...", file=sys.stderr, flush=True)
-        models = export_with(run_dir, work / f"int8-{cal}", ("int8",),
-                             calibration_set(run_dir, size, count, flip))
+        calibration = calibration_set(run_dir, size, count, flip)
+        models = export_with(run_dir, work / f"int8-{cal}", ("int8",), calibration)
+        with candidates_registered():
+            for r in CANDIDATES:
+                models.update(export_with(run_dir, work / f"{r.name}-{cal}", ("int8",), calibration, r.name))
         rows += [{"model": name, "calibration": cal, **compare(probabilities(m_["path"], images), reference, paths)}
                  for name, m_ in models.items()]
     return {"run_dir": str(run_dir), "test_images": len(images), "seconds": round(time.perf_counter() - t0),

@@ -44,6 +44,7 @@ class Recipe:
     name: str
     summary: str
     float_head: bool = False
+    float_ops: tuple[str, ...] = ()  # builtin op types kept float everywhere (besides the head's)
     float_worst: int = 0  # how many of the debugger's worst layers stay float, at most
     weight_budget: float = 0.0  # if set: only layers whose weights together stay within this share of the model's
     rescue_only: bool = False  # tried only when no earlier recipe passed the gate (not to reach --int8-target)
@@ -51,12 +52,12 @@ class Recipe:
     @property
     def integer_only(self) -> bool:
         """Every op integer (what ``--io int8`` accelerators need)."""
-        return not self.float_head and not self.float_worst
+        return not self.float_head and not self.float_ops and not self.float_worst
 
     def keep_float(self, worst: list[LayerError]) -> Selection:
         """The quantizer's denylist for this recipe, given the debugger's layers (worst first)."""
         chosen = within_budget(worst, self.weight_budget) if self.weight_budget else worst
-        return Selection(ops=HEAD_OPS if self.float_head else (),
+        return Selection(ops=(HEAD_OPS if self.float_head else ()) + self.float_ops,
                          nodes=tuple(e.tensor for e in chosen[:self.float_worst]))
 
     def output_type(self, io_type: str) -> str:
