@@ -18,9 +18,7 @@ Usage (heavy: one export per calibration set)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from edgeclf.runtime.classifier import Classifier
 from edgeclf.export.recipes import RECIPES, Recipe
 
 from benchmarks.consumers import test_images
-from benchmarks.int8_recipes import models_of
+from benchmarks.int8_recipes import models_of, study_parser, study_runs
 
 # name -> (training images sampled, add horizontally flipped copies); None = the whole training split
 CALIBRATIONS = {"256": (256, False), "1024": (1024, False), "256+flip": (256, True), "all": (None, False)}
@@ -104,7 +102,7 @@ def study(run_dir: Path, work: Path) -> dict:
     size = Classifier(floats["float32"]["path"]).input_size
     images = test_images(run_dir, size)
     reference = probabilities(floats["float32"]["path"], images)
-    m = margins(reference)
+    float_margin = margins(reference)
     rows = [{"model": name, "calibration": "-", **compare(probabilities(floats[name]["path"], images), reference,
                                                           paths)} for name in ("float16", "dynamic")]
     for cal, (count, flip) in CALIBRATIONS.items():
@@ -114,11 +112,11 @@ def study(run_dir: Path, work: Path) -> dict:
         with candidates_registered():
             for r in CANDIDATES:
                 models.update(export_with(run_dir, work / f"{r.name}-{cal}", ("int8",), calibration, r.name))
-        rows += [{"model": name, "calibration": cal, **compare(probabilities(m_["path"], images), reference, paths)}
-                 for name, m_ in models.items()]
+        rows += [{"model": name, "calibration": cal, **compare(probabilities(model["path"], images), reference, paths)}
+                 for name, model in models.items()]
     return {"run_dir": str(run_dir), "test_images": len(images), "seconds": round(time.perf_counter() - t0),
-            "float_margins": {f"below_{t:g}": int((m < t).sum()) for t in MARGINS},
-            "float_margin_quantiles": {q: round(float(np.quantile(m, q)), 4) for q in (0.01, 0.05, 0.1)},
+            "float_margins": {f"below_{t:g}": int((float_margin < t).sum()) for t in MARGINS},
+            "float_margin_quantiles": {q: round(float(np.quantile(float_margin, q)), 4) for q in (0.01, 0.05, 0.1)},
             "rows": rows}
 
 
@@ -132,27 +130,16 @@ def markdown(results: list[dict]) -> str:
                   "| model | calibration | agreement with float32 | changed | float margins of the changed images "
                   "| p95 probability shift |", "|---|---|---:|---:|---|---:|"]
         for row in r["rows"]:
-            margins_ = ", ".join(f"{c['float_margin']:.3f}" for c in row["changes"]) or "-"
+            changed = ", ".join(f"{c['float_margin']:.3f}" for c in row["changes"]) or "-"
             lines.append(f"| {row['model']} | {row['calibration']} | {row['agreement'] * 100:.2f} % "
-                         f"| {row['changed']} | {margins_} | {row['p95_shift']:.4f} |")
+                         f"| {row['changed']} | {changed} | {row['p95_shift']:.4f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--result", type=Path, required=True, help="results path without extension")
-    args = parser.parse_args(argv)
-    results = []
-    for run in args.runs:
-        print(f"studying {run} ...", file=sys.stderr, flush=True)
-        results.append(study(run, args.work / run.name))
-        args.result.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-        args.result.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
-
+    args = study_parser(__doc__).parse_args(argv)
+    study_runs(args.runs, args.work, args.result, study, markdown)
 
 if __name__ == "__main__":
     main()

@@ -184,21 +184,32 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line every per-run int8 study shares: run dirs, a work folder, a results path."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True, help="results path without extension")
+    return parser
+
+
+def study_runs(runs: list[Path], work: Path, result: Path, study_one, render) -> None:
+    """``study_one(run, work / run.name)`` per run dir, RESULT.json/.md rewritten after each (a crash keeps the
+    runs already done), then the Markdown printed."""
+    results = []
+    for run in runs:
+        print(f"studying {run} ...", file=sys.stderr, flush=True)
+        results.append(study_one(run, work / run.name))
+        result.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        result.with_suffix(".md").write_text(render(results))
+    print(render(results))
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__)
     parser.add_argument("--reuse", action="store_true", help="reuse an export already in --work (its report.json)")
     args = parser.parse_args(argv)
-    results = []
-    for run in args.runs:
-        print(f"studying {run} ...", file=sys.stderr)
-        results.append(study(run, args.work / run.name, args.reuse))
-    args.result.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    args.result.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
-
+    study_runs(args.runs, args.work, args.result, lambda run, work: study(run, work, args.reuse), markdown)
 
 if __name__ == "__main__":
     main()
