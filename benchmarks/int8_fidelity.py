@@ -13,7 +13,10 @@ not. This study puts every quantized variant next to the float model's own margi
 
 Usage (heavy: one export per calibration set)::
 
-    python -m benchmarks.int8_fidelity RUN_DIR [RUN_DIR ...] --work DIR --result benchmarks/results/NAME
+    python -m benchmarks.int8_fidelity RUN_DIR [RUN_DIR ...] --work DIR --result benchmarks/results/NAME \
+        [--calibrations 256,1024]
+
+A second invocation with the same ``--result`` adds its run dirs to the file (a run dir studied again is replaced).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def compare(probs: np.ndarray, reference: np.ndarray, paths: list[str]) -> dict:
             "p95_shift": round(float(np.percentile(np.abs(probs - reference).max(1), 95)), 4)}
 
 
-def study(run_dir: Path, work: Path) -> dict:
+def study(run_dir: Path, work: Path, calibrations: dict = CALIBRATIONS) -> dict:
     from edgeclf.manifest import load_splits
 
     paths = [e.path for e in load_splits(run_dir).files("test")]
@@ -105,7 +108,7 @@ def study(run_dir: Path, work: Path) -> dict:
     float_margin = margins(reference)
     rows = [{"model": name, "calibration": "-", **compare(probabilities(floats[name]["path"], images), reference,
                                                           paths)} for name in ("float16", "dynamic")]
-    for cal, (count, flip) in CALIBRATIONS.items():
+    for cal, (count, flip) in calibrations.items():
         print(f"  calibration {cal} ...", file=sys.stderr, flush=True)
         calibration = calibration_set(run_dir, size, count, flip)
         models = export_with(run_dir, work / f"int8-{cal}", ("int8",), calibration)
@@ -138,8 +141,15 @@ def markdown(results: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    args = study_parser(__doc__).parse_args(argv)
-    study_runs(args.runs, args.work, args.result, study, markdown)
+    parser = study_parser(__doc__)
+    parser.add_argument("--calibrations", default=",".join(CALIBRATIONS),
+                        help=f"comma-separated subset of {', '.join(CALIBRATIONS)} (the whole training split is slow)")
+    args = parser.parse_args(argv)
+    chosen = args.calibrations.split(",")
+    if unknown := set(chosen) - set(CALIBRATIONS):
+        parser.error(f"unknown calibration set(s): {', '.join(sorted(unknown))}")
+    study_runs(args.runs, args.work, args.result,
+               lambda run, work: study(run, work, {c: CALIBRATIONS[c] for c in chosen}), markdown)
 
 if __name__ == "__main__":
     main()

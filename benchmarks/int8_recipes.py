@@ -195,11 +195,13 @@ def study_parser(doc: str) -> argparse.ArgumentParser:
 
 def study_runs(runs: list[Path], work: Path, result: Path, study_one, render) -> None:
     """``study_one(run, work / run.name)`` per run dir, RESULT.json/.md rewritten after each (a crash keeps the
-    runs already done), then the Markdown printed."""
-    results = []
+    runs already done), then the Markdown printed. Runs already in RESULT.json from an earlier invocation are kept,
+    unless studied again, so the runs of one study can be measured one at a time."""
+    path = result.with_suffix(".json")
+    results = json.loads(path.read_text()) if path.exists() else []
     for run in runs:
         print(f"studying {run} ...", file=sys.stderr, flush=True)
-        results.append(study_one(run, work / run.name))
+        results = [r for r in results if r.get("run_dir") != str(run)] + [study_one(run, work / run.name)]
         result.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         result.with_suffix(".md").write_text(render(results))
     print(render(results))

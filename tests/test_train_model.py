@@ -129,3 +129,24 @@ def test_missing_imagenet_weights_offline_says_to_pass_weights_path(tmp_path):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "could not get the ImageNet weights" in last and "pass --weights PATH" in last
+
+
+def test_warm_up_epochs_do_not_count_against_patience(tmp_path):
+    """Phase 2 starts from phase 1's best; its warm-up epoch may be worse without ending fine-tuning early."""
+    from edgeclf.train.fit import RunState, TrainState
+
+    def stops_after(grace: int) -> int:
+        state = TrainState(tmp_path / f"grace{grace}")
+        state["best"] = {"val_loss": 0.50, "val_accuracy": 0.9, "phase": 1, "epoch": 16}
+        model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(2)])
+        tracker = RunState(state, 2, 2, lambda path: None, grace=grace, quiet=True)
+        tracker.set_model(model)
+        model.stop_training = False  # what Model.fit sets before the first epoch
+        for epoch, val_loss in enumerate((0.70, 0.60, 0.55, 0.52)):  # never better than phase 1
+            tracker.on_epoch_end(epoch, {"val_loss": val_loss})
+            if model.stop_training:
+                return epoch + 1
+        return 0
+
+    assert stops_after(grace=0) == 2
+    assert stops_after(grace=1) == 3

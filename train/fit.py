@@ -117,13 +117,17 @@ def fine_tune_schedule(lr: float, epochs: int, steps: int) -> keras.optimizers.s
 class RunState(keras.callbacks.Callback):
     """After each epoch: record history, track the best validation loss (saving its weights), stop after
     ``patience`` epochs without improvement, save the last checkpoint, then state.json (in that order, so the state
-    never points at a checkpoint that is not on disk). ``save_last(path)`` writes the phase's checkpoint."""
+    never points at a checkpoint that is not on disk). ``save_last(path)`` writes the phase's checkpoint.
+
+    The first ``grace`` epochs of the phase do not count against patience (Keras' ``start_from_epoch``): phase 2's
+    warm-up epoch disturbs a good head before the fine-tuned layers have adapted (in both cats-vs-dogs runs that
+    fine-tuned from layer 60 it was worse than phase 1), and counting it left fine-tuning one epoch at its peak rate."""
 
     def __init__(self, state: TrainState, phase: int, patience: int, save_last, *, min_delta: float = 1e-4,
-                 quiet: bool = False, bar=None):
+                 grace: int = 0, quiet: bool = False, bar=None):
         super().__init__()
         self.state, self.phase, self.patience, self.save_last = state, phase, patience, save_last
-        self.min_delta, self.quiet, self.bar = min_delta, quiet, bar
+        self.min_delta, self.grace, self.quiet, self.bar = min_delta, grace, quiet, bar
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -152,7 +156,7 @@ class RunState(keras.callbacks.Callback):
                           "epoch": epoch + 1}
             st["wait"] = 0
             save_weights_atomically(self.model, st.best_file(self.phase))
-        else:
+        elif epoch >= self.grace:
             st["wait"] += 1
 
     def _report(self, epoch: int, logs: dict, seconds: float) -> None:
@@ -259,7 +263,8 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
         state["wait"] = 0
     state["phase"] = 2
     callbacks = [EpochBar(2, epochs, data.steps, quiet),
-                 RunState(state, 2, opts.patience, lambda path: save_model_atomically(model, path), quiet=quiet),
+                 RunState(state, 2, opts.patience, lambda path: save_model_atomically(model, path),
+                          grace=WARMUP_EPOCHS, quiet=quiet),
                  *extra_callbacks]
     model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=done,
               class_weight=class_weight, callbacks=callbacks, shuffle=False, verbose=0)
