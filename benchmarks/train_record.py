@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path)
     p.add_argument("--render", type=Path, metavar="JSON", help="only write the .md of an existing record")
     p.add_argument("--steps", default="cats,baseline,clothing")
-    p.add_argument("--result", type=Path, help="default: benchmarks/results/train-<machine>-<date>.json")
+    p.add_argument("--result", type=Path, help="default: benchmarks/results/train-<machine>-<date>.json; an existing "
+                   "record keeps its other steps (and its machine and notes)")
     args = p.parse_args(argv)
     if args.render:
         args.render.with_suffix(".md").write_text(render(json.loads(args.render.read_text())))
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
     info = machine_info()
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     result = args.result or RESULTS / f"train-{machine_slug(info)}-{today}.json"
+    if args.result is None and result.exists():  # an earlier run's record: add steps to it only when asked to
+        p.error(f"{result} exists: pass --result {result} to add these steps to it, or --result NEW")
     args.work.mkdir(parents=True, exist_ok=True)
     log = lambda m: print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {m}", flush=True)  # noqa: E731
     record = json.loads(result.read_text()) if result.exists() else {"machine": info, "steps": {}}

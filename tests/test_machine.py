@@ -102,3 +102,12 @@ def test_machine_info_on_this_machine_has_real_values():
     assert info["interpreter"] == "ai_edge_litert 2.3.0"
     for key in ("pi_model", "cpu_temperature", "throttling", "memory_mb", "load_average"):
         assert key in info  # may be None off a Pi / without sysfs, but always recorded
+
+
+def test_simd_extensions_from_cpuinfo_flags(tmp_path):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx avx2 avx512f avx512bw\n")
+    assert m.cpu_simd(tmp_path) == ["avx", "avx2", "avx512f"]
+    (tmp_path / "proc/cpuinfo").write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 asimddp\n")
+    assert m.cpu_simd(tmp_path) == ["asimd", "asimddp"]
+    assert m.cpu_simd(tmp_path / "missing") == []
