@@ -151,8 +151,8 @@ def main(argv=None) -> int:
              "baseline": lambda: baseline_step(args.work, log),
              "clothing": lambda: edgeclf_step("clothing-dataset-small", args.work, log)}
     for name in args.steps.split(","):
-        finished = dt.datetime.now(dt.timezone.utc).isoformat("T", "seconds")
-        record["steps"][name] = {**steps[name](), "finished": finished}
+        step = steps[name]()
+        record["steps"][name] = {**step, "finished": dt.datetime.now(dt.timezone.utc).isoformat("T", "seconds")}
         result.write_text(json.dumps(record, indent=1))
         log(f"{name}: wall {record['steps'][name]['wall_s']} s, rc {record['steps'][name]['returncode']}")
     result.with_suffix(".md").write_text(render(record))

@@ -34,6 +34,7 @@ DEFAULT_MIN_AGREEMENT = 99.0  # percent of test images whose top-1 must match th
 # Measured on the default cats-vs-dogs run: full-int8 99.2 %, float-light 99.8 % at 1.09x its latency.
 DEFAULT_INT8_TARGET = 99.5
 DEFAULT_CALIBRATION_SAMPLES = 256  # training images (a stratified sample) that calibrate int8
+DEFAULT_CALIBRATION_MIRROR = True  # ... each also mirrored (benchmarks/results/int8-fidelity-*)
 REPORT_FILE = "report.json"  # the validation report, for scripts and the benchmark suite
 REPORT_MD_FILE = "report.md"  # the same, for people
 

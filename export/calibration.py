@@ -24,9 +24,10 @@ CALIBRATION_SPLIT = "train"
 
 @dataclass
 class Calibration:
-    images: np.ndarray  # (N, H, W, 3) uint8
+    images: np.ndarray  # (N, H, W, 3) uint8, or (2N, ...) with each image's mirror after the N images
     paths: list[str] = field(default_factory=list)  # split-relative paths actually used
     skipped: list[str] = field(default_factory=list)  # "path: reason" for unreadable files
+    mirrored: bool = False
 
 
 def stratified_sample(entries: list[SplitEntry], count: int, seed: int = 0) -> list[SplitEntry]:
@@ -58,9 +59,11 @@ def stratified_sample(entries: list[SplitEntry], count: int, seed: int = 0) -> l
 
 
 def load_calibration(splits: Splits, size: tuple[int, int], count: int = DEFAULT_CALIBRATION_SAMPLES, *, seed: int = 0,
-                     quiet: bool = False) -> Calibration:
-    """Decode a stratified sample of the training split at ``size`` = (width, height). Unreadable files are skipped
-    and listed; a sample with no readable image is an error."""
+                     mirror: bool = False, quiet: bool = False) -> Calibration:
+    """Decode a stratified sample of the training split at ``size`` = (width, height), plus each image's horizontal
+    mirror when ``mirror`` (training augments with flips, so mirrors are in-distribution; in the int8 fidelity study
+    they kept the float model's answers on more test images than 256 or 1024 plain images). Unreadable files are
+    skipped and listed; a sample with no readable image is an error."""
     if count < 1:
         raise UsageError(f"--calibration-samples must be at least 1, got {count}")
     train = splits.require(CALIBRATION_SPLIT, "training", "nothing to calibrate int8 on",
@@ -77,4 +80,7 @@ def load_calibration(splits: Splits, size: tuple[int, int], count: int = DEFAULT
     if not images:
         raise UsageError(f"none of the {len(skipped)} calibration images under {root} could be read",
                          "is the dataset still where edgeclf train found it? (splits.json 'root')")
-    return Calibration(np.stack(images), used, skipped)
+    stack = np.stack(images)
+    if mirror:
+        stack = np.concatenate([stack, stack[:, :, ::-1]])
+    return Calibration(stack, used, skipped, mirrored=mirror)

@@ -61,6 +61,7 @@ def build(*, opts, out: Path, run_dir: Path, size, trained_size, test, reference
                        "changed": test.changed, "unreadable": test.unreadable, "allow_changed": opts.allow_changed},
         "calibration": None if calibration is None else {
             "split": "train", "requested": opts.calibration_samples, "used": len(calibration.paths),
+            "mirrored": calibration.mirrored, "inputs": len(calibration.images),
             "paths": calibration.paths, "skipped": calibration.skipped},
         "quantization_debugger": debugger,
         "reference": reference,
@@ -115,7 +116,8 @@ def markdown(report: dict) -> str:
     cal = report["calibration"]
     if cal:
         lines.append(f"- int8 calibration: {cal['used']} images, stratified sample of the training split "
-                     f"(requested {cal['requested']}, skipped {len(cal['skipped'])})")
+                     f"(requested {cal['requested']}, skipped {len(cal['skipped'])})"
+                     + (f", each also mirrored: {cal['inputs']} inputs" if cal.get("mirrored") else ""))
     lines += ["", table(report), "", "Latency: p50 of single-image `Classifier.probabilities_from_input` calls over "
               "the test split on this machine (decoding excluded).", "", "## Per-class accuracy", ""]
     labels = list(report["reference"]["per_class"])

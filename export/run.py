@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from edgeclf.console import note
-from edgeclf.contracts import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS, DEFAULT_INT8_TARGET, DEFAULT_IO,
-                               DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS, MODEL_FILE, REPORT_FILE,
-                               REPORT_MD_FILE, check_image_size, model_filename)
+from edgeclf.contracts import (DEFAULT_CALIBRATION_MIRROR, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS,
+                               DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS,
+                               MODEL_FILE, REPORT_FILE, REPORT_MD_FILE, check_image_size, model_filename)
 from edgeclf.errors import UsageError
 from edgeclf.fsutil import check_writable_dir, publish_staged, refuse_clobber, staging_dir
 from edgeclf.manifest import Manifest, Splits, load_manifest, load_splits
@@ -51,6 +51,7 @@ class ExportOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     io_type: str = DEFAULT_IO
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    calibration_mirror: bool = DEFAULT_CALIBRATION_MIRROR
     max_drop: float = DEFAULT_MAX_DROP
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     int8_target: float = DEFAULT_INT8_TARGET
@@ -219,7 +220,7 @@ def _calibration(plan: ExportPlan, size: tuple[int, int], quiet: bool) -> Calibr
     if plan.opts.calibration_images is not None:
         return Calibration(np.asarray(plan.opts.calibration_images, dtype=np.uint8), ["<override>"])
     calibration = load_calibration(plan.splits, size, plan.opts.calibration_samples, seed=plan.opts.seed,
-                                   quiet=quiet)
+                                   mirror=plan.opts.calibration_mirror, quiet=quiet)
     if calibration.skipped:
         note(f"note: skipped {len(calibration.skipped)} unreadable calibration image(s), e.g. "
              f"{calibration.skipped[0]}", quiet=quiet)

@@ -55,6 +55,17 @@ def test_calibration_opens_only_training_files(tiny_run):
     assert calibration.images.shape == (len(splits.files("train")), 96, 96, 3)
 
 
+def test_mirrored_calibration_adds_each_images_mirror_and_opens_nothing_more(tiny_run):
+    splits = load_splits(tiny_run)
+    plain = load_calibration(splits, (96, 96), 6, quiet=True)
+    mirrored, opened = opened_during(load_calibration, splits, (96, 96), 6, mirror=True, quiet=True)
+    assert mirrored.mirrored and not plain.mirrored and mirrored.paths == plain.paths
+    assert (mirrored.images[:6] == plain.images).all()
+    assert (mirrored.images[6:] == plain.images[:, :, ::-1]).all()  # width axis: left and right swap
+    assert not (mirrored.images[6:] == plain.images).all()
+    assert {p for p in opened if p.startswith(os.path.realpath(splits.root))} <= split_paths(splits, "train")
+
+
 def test_full_export_never_opens_a_test_file_for_calibration(tiny_run, tmp_path):
     """Through the whole export: test files are opened for validation only, so the calibration record must be a
     subset of the training split, and with the sample covering all of it the opened training files match exactly."""
@@ -63,6 +74,7 @@ def test_full_export_never_opens_a_test_file_for_calibration(tiny_run, tmp_path)
                                    min_agreement=0.0, calibration_samples=5)
     train = {e.path for e in splits.files("train")}
     assert set(report["calibration"]["paths"]) <= train and len(report["calibration"]["paths"]) == 5
+    assert report["calibration"]["mirrored"] and report["calibration"]["inputs"] == 10  # the default: and mirrors
     used = {os.path.realpath(Path(splits.root) / p) for p in report["calibration"]["paths"]}
     opened_train = {p for p in opened if p in split_paths(splits, "train")}
     assert opened_train == used  # the 5 recorded files are exactly the training files that were opened

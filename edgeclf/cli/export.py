@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from edgeclf.console import emit_json, note
-from edgeclf.contracts import (ALL_FORMATS, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS, DEFAULT_INT8_TARGET,
-                               DEFAULT_IO, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS, IO_TYPES)
+from edgeclf.contracts import (ALL_FORMATS, DEFAULT_CALIBRATION_MIRROR, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FORMATS,
+                               DEFAULT_INT8_TARGET, DEFAULT_IO, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, FORMATS,
+                               IO_TYPES)
 from edgeclf.errors import EdgeclfError
 from edgeclf.native import import_stage
 
@@ -42,6 +43,8 @@ def _format_flags(command):
               help="Force one int8 recipe instead of trying them in order (full-int8: integer-only).")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_SAMPLES, show_default=True, metavar="N",
               help="Training-split images (stratified sample) used to calibrate int8.")
+@click.option("--calibration-mirror/--no-calibration-mirror", default=DEFAULT_CALIBRATION_MIRROR, show_default=True,
+              help="Also calibrate on each image's horizontal mirror (twice the inputs, closer to float's answers).")
 @click.option("--max-drop", type=float, default=DEFAULT_MAX_DROP, show_default=True, metavar="POINTS",
               help="Gate: fail (exit 1) when a model's test accuracy is more than this many points below float.")
 @click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True, metavar="PERCENT",
@@ -57,7 +60,7 @@ def _format_flags(command):
               help="Validate even if test files are missing or changed since training (counted in the report).")
 @options.as_json("Print report.json on stdout.")
 @options.quiet("No progress bars, notes or table; errors only.")
-def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max_drop, min_agreement, int8_target,
+def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, calibration_mirror, max_drop, min_agreement, int8_target,
             image_size, out, force, allow_changed, as_json, quiet, **format_flags) -> None:
     """Convert a trained run to TFLite, check every model on the test split, and gate on accuracy.
 
@@ -96,7 +99,8 @@ def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, max
     from edgeclf.export.report import gate_message, table
     from edgeclf.export.run import ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
-                         calibration_samples=calibration_samples, max_drop=max_drop, min_agreement=min_agreement,
+                         calibration_samples=calibration_samples, calibration_mirror=calibration_mirror,
+                         max_drop=max_drop, min_agreement=min_agreement,
                          int8_target=int8_target, int8_recipe=int8_recipe, out=out, force=force,
                          allow_changed=allow_changed, image_size=image_size)
     report = export_run(opts, quiet=quiet or as_json)
