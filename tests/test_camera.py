@@ -120,9 +120,12 @@ def test_max_frames_fps_limit_loop_and_threshold(model, folder):
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(model, folder):
+    # A shell's background job (`cmd &`, nohup) starts with SIGINT ignored, and Python then keeps ignoring it: give
+    # the child the terminal's default so the test does not depend on how pytest itself was started.
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(folder),
                              "--headless", "--loop", "--fps-limit", "20"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:  # wait until it is really classifying
         lines.append(line)
