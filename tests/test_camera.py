@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.images import synthetic_image
+from tests.fixtures.signals import default_sigint
 from tests.test_runtime_models import LABELS, model_copy, tiny_models  # noqa: F401
 
 cv2 = pytest.importorskip("cv2", reason='OpenCV is the camera extra: pip install "edgeclf[camera]"')
@@ -120,12 +121,10 @@ def test_max_frames_fps_limit_loop_and_threshold(model, folder):
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(model, folder):
-    # A shell's background job (`cmd &`, nohup) starts with SIGINT ignored, and Python then keeps ignoring it: give
-    # the child the terminal's default so the test does not depend on how pytest itself was started.
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(folder),
                              "--headless", "--loop", "--fps-limit", "20"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     lines = []
     for line in proc.stdout:  # wait until it is really classifying
         lines.append(line)

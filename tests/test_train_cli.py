@@ -21,6 +21,7 @@ from edgeclf.fsutil import sha256_file
 from edgeclf.contracts import read_labels_file
 from edgeclf.manifest import load_manifest, load_splits
 from tests.fixtures.images import make_dataset
+from tests.fixtures.signals import default_sigint
 from tests.fixtures.runs import TINY_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +236,8 @@ def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path, sig):
     args = [sys.executable, "-m", "edgeclf", "train", "--data", str(data), "--out", str(out), "--weights", "none",
             "--alpha", "0.35", "--image-size", "64", "--epochs", str(epochs1), "--head-patience", "0",
             "--fine-tune-epochs", "3", "--batch-size", "8", "--patience", "0", "-q"]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
