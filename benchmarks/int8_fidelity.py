@@ -72,8 +72,7 @@ def calibration_set(run_dir: Path, size: tuple[int, int], count: int | None, fli
     from edgeclf.manifest import load_splits
 
     splits = load_splits(run_dir)
-    images = load_calibration(splits, size, count or len(splits.files("train")), quiet=True).images
-    return np.concatenate([images, images[:, :, ::-1]]) if flip else images
+    return load_calibration(splits, size, count or len(splits.files("train")), mirror=flip, quiet=True).images
 
 
 def probabilities(path: Path, images: np.ndarray) -> np.ndarray:

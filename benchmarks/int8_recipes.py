@@ -202,7 +202,7 @@ def study_runs(runs: list[Path], work: Path, result: Path, study_one, render) ->
     for run in runs:
         print(f"studying {run} ...", file=sys.stderr, flush=True)
         results = [r for r in results if r.get("run_dir") != str(run)] + [study_one(run, work / run.name)]
-        result.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
         result.with_suffix(".md").write_text(render(results))
     print(render(results))
 

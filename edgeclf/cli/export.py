@@ -60,8 +60,8 @@ def _format_flags(command):
               help="Validate even if test files are missing or changed since training (counted in the report).")
 @options.as_json("Print report.json on stdout.")
 @options.quiet("No progress bars, notes or table; errors only.")
-def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, calibration_mirror, max_drop, min_agreement, int8_target,
-            image_size, out, force, allow_changed, as_json, quiet, **format_flags) -> None:
+def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, calibration_mirror, max_drop,
+            min_agreement, int8_target, image_size, out, force, allow_changed, as_json, quiet, **format_flags) -> None:
     """Convert a trained run to TFLite, check every model on the test split, and gate on accuracy.
 
     Each model is one self-describing file (labels, input size and normalisation embedded as standard TFLite
@@ -100,8 +100,8 @@ def command(run_dir, all_formats, io_type, int8_recipe, calibration_samples, cal
     from edgeclf.export.run import ExportOptions, export_run
     opts = ExportOptions(run_dir=run_dir, formats=formats or DEFAULT_FORMATS, io_type=io_type,
                          calibration_samples=calibration_samples, calibration_mirror=calibration_mirror,
-                         max_drop=max_drop, min_agreement=min_agreement,
-                         int8_target=int8_target, int8_recipe=int8_recipe, out=out, force=force,
+                         max_drop=max_drop, min_agreement=min_agreement, int8_target=int8_target,
+                         int8_recipe=int8_recipe, out=out, force=force,
                          allow_changed=allow_changed, image_size=image_size)
     report = export_run(opts, quiet=quiet or as_json)
     if as_json:
