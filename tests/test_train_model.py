@@ -150,3 +150,87 @@ def test_warm_up_epochs_do_not_count_against_patience(tmp_path):
 
     assert stops_after(grace=0) == 2
     assert stops_after(grace=1) == 3
+
+
+def _averaging_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int32")
+    return x, y
+
+
+def _averaging_model():
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input(shape=(8,)), keras.layers.Dense(2, activation="softmax")])
+    compile_for(model, 0.05, ema=0.9)
+    return model
+
+
+class _ScoreAtEpochEnd(keras.callbacks.Callback):
+    """What a callback after AveragedWeights (RunState: best weights, checkpoint) sees at the end of an epoch."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y, self.seen = x, y, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = self.model.evaluate(self.x, self.y, verbose=0, batch_size=256)[0]
+        slots = [v.numpy() for v in self.model.optimizer._model_variables_moving_average]
+        self.seen.append((loss, logs["val_loss"], [w.copy() for w in self.model.get_weights()], slots))
+
+
+def test_validation_best_weights_and_checkpoint_all_see_the_weight_average():
+    from edgeclf.train.fit import AveragedWeights
+
+    x, y = _averaging_problem()
+    model = _averaging_model()
+    score = _ScoreAtEpochEnd(x[:64], y[:64])
+    model.fit(x, y, validation_data=(x[:64], y[:64]), epochs=3, batch_size=16, shuffle=False, verbose=0,
+              callbacks=[AveragedWeights(), score])
+    for loss, val_loss, _, _ in score.seen:
+        assert abs(loss - val_loss) < 1e-5  # the weights the callbacks save are the ones validation scored
+    _, _, weights, raw = score.seen[0]  # (at the last epoch Keras makes both the average)
+    assert not np.allclose(weights[0], raw[0])  # they are the average, and the raw weights wait in the optimizer
+
+
+class _CheckpointAfterEpoch1(keras.callbacks.Callback):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):  # where RunState writes the checkpoint
+        if epoch == 0:
+            self.model.save(self.path)
+
+
+def test_a_resumed_averaging_phase_continues_exactly(tmp_path):
+    """A checkpoint holds the average in the model and the raw weights in the optimizer: resuming swaps them back,
+    so 1 epoch + checkpoint + load + 1 epoch ends where 2 epochs do."""
+    from edgeclf.train.fit import AveragedWeights
+
+    x, y = _averaging_problem()
+    fit = dict(validation_data=(x[:64], y[:64]), batch_size=16, shuffle=False, verbose=0)
+
+    def until_epoch_2(model, averaging, initial_epoch=1):
+        seen = _ScoreAtEpochEnd(x[:64], y[:64])
+        model.fit(x, y, epochs=2, initial_epoch=initial_epoch, callbacks=[averaging, seen], **fit)
+        return seen.seen[-1][2]
+
+    expected = until_epoch_2(_averaging_model(), AveragedWeights(), initial_epoch=0)
+    checkpoint = tmp_path / "last.keras"
+    _averaging_model().fit(x, y, epochs=2, callbacks=[AveragedWeights(), _CheckpointAfterEpoch1(checkpoint)], **fit)
+    resumed = until_epoch_2(keras.models.load_model(checkpoint), AveragedWeights(in_model=True))
+    for a, b in zip(expected, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # without the swap back, the resumed epoch would train on from the average instead of the raw weights
+    wrong = until_epoch_2(keras.models.load_model(checkpoint), AveragedWeights())
+    assert not np.allclose(expected[0], wrong[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [3, 63, 960])
+def test_the_weight_average_forgets_half_in_its_half_life_whatever_the_dataset_size(steps):
+    from edgeclf.train.options import TrainOptions
+
+    momentum = TrainOptions(ema_half_life=1.5).ema_momentum(steps)
+    assert abs(momentum ** (1.5 * steps) - 0.5) < 1e-9
+    assert TrainOptions(ema_half_life=0).ema_momentum(steps) == 0.0

@@ -4,7 +4,9 @@
   epochs take a fraction of a second, so it runs until validation loss stops improving (``--epochs`` is a maximum).
 * Phase 2 unfreezes the base from ``fine_tune_at`` (BatchNorm stays frozen, see :mod:`edgeclf.train.model`) with
   augmentation in the input pipeline, a one-epoch linear warm-up to ``fine_tune_lr`` and a cosine decay over the
-  maximum budget; early stopping on validation loss ends it when the data has nothing more to give.
+  maximum budget; early stopping on validation loss ends it when the data has nothing more to give. With
+  ``ema_half_life`` it validates, keeps and ships a moving average of the weights (:class:`AveragedWeights`), which
+  starts at phase 1's weights, so the first fine-tuning steps cannot throw away a good head.
 
 Both phases watch the same validation loss (phase 1's head on validation features computes exactly what the full
 model computes on the validation images), so "best epoch" spans both, and the best weights are restored at the end.
@@ -100,10 +102,11 @@ class SparseCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def compile_for(model: keras.Model, lr, label_smoothing: float = 0.0) -> None:
-    """Adam at ``lr`` (a float or a schedule); the loss knows about label smoothing."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=SparseCrossentropy(label_smoothing),
-                  metrics=["accuracy"])
+def compile_for(model: keras.Model, lr, label_smoothing: float = 0.0, ema: float = 0.0) -> None:
+    """Adam at ``lr`` (a float or a schedule), keeping an exponential moving average of the weights when ``ema`` > 0;
+    the loss knows about label smoothing."""
+    optimizer = keras.optimizers.Adam(learning_rate=lr, use_ema=ema > 0, ema_momentum=ema or 0.99)
+    model.compile(optimizer=optimizer, loss=SparseCrossentropy(label_smoothing), metrics=["accuracy"])
 
 
 def fine_tune_schedule(lr: float, epochs: int, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -169,6 +172,17 @@ class RunState(keras.callbacks.Callback):
         note(f"phase {self.phase} epoch {epoch + 1}: " + "  ".join(
             f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
             + f"  ({seconds:.0f} s)" + ("  [early stop]" if stopped else ""), quiet=self.quiet)
+
+
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Validation, the best weights and the checkpoint all see the weights' moving average (Polyak averaging): it
+    sits in the model from the end of an epoch to the start of the next, and the raw weights train in between. Must
+    come before :class:`RunState`. A checkpoint therefore holds the average in the model and the raw weights in the
+    optimizer's slots, so a resumed phase (``in_model``) swaps them back before its first epoch."""
+
+    def __init__(self, in_model: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = in_model
 
 
 class EpochBar(keras.callbacks.Callback):
@@ -259,10 +273,12 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
         restore_best(model, state)
         _keep_best_whole(model, state)
         set_trainable(model, fine_tune_at=opts.fine_tune_at)
-        compile_for(model, fine_tune_schedule(opts.fine_tune_lr, epochs, data.steps), opts.label_smoothing)
+        compile_for(model, fine_tune_schedule(opts.fine_tune_lr, epochs, data.steps), opts.label_smoothing,
+                    opts.ema_momentum(data.steps))
         state["wait"] = 0
     state["phase"] = 2
-    callbacks = [EpochBar(2, epochs, data.steps, quiet),
+    averaging = [AveragedWeights(in_model=done > 0)] if getattr(model.optimizer, "use_ema", False) else []
+    callbacks = [EpochBar(2, epochs, data.steps, quiet), *averaging,
                  RunState(state, 2, opts.patience, lambda path: save_model_atomically(model, path),
                           grace=WARMUP_EPOCHS, quiet=quiet),
                  *extra_callbacks]

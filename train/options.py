@@ -29,6 +29,7 @@ class TrainOptions:
     fine_tune_at: int = 60  # chosen in the phase 2 study (benchmarks/results/recipe-study-*-2026-12-02)
     fine_tune_epochs: int = 15  # phase 2 maximum
     fine_tune_lr: float = 1e-4
+    ema_half_life: float = 0.0  # phase 2: half-life in epochs of the weights' moving average (0 = off)
     batch_size: int = 32
     dropout: float = 0.2
     label_smoothing: float = 0.1
@@ -39,6 +40,13 @@ class TrainOptions:
     test_fraction: float = TEST_FRACTION
     cache: str = "auto"
     strict_data: bool = False  # refuse to train when duplicates leak across splits or carry two labels
+
+    def ema_momentum(self, steps: int) -> float:
+        """The per-step momentum whose average forgets half its weight in ``ema_half_life`` epochs of ``steps``
+        steps, so the average spans the same share of training on a small dataset as on a large one (0 = off)."""
+        if self.ema_half_life <= 0:
+            return 0.0
+        return 0.5 ** (1.0 / max(self.ema_half_life * steps, 1.0))
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainOptions":

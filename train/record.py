@@ -100,6 +100,8 @@ def _phase2_record(opts) -> dict:
     return {"fine_tune_at": opts.fine_tune_at, "max_epochs": opts.fine_tune_epochs, "peak_lr": opts.fine_tune_lr,
             "schedule": f"linear warm-up over {WARMUP_EPOCHS} epoch from peak/{WARMUP_START:g}, cosine decay to 0 "
                         f"at the maximum epoch",
+            "weight_average": {"half_life_epochs": opts.ema_half_life, "used_for": "validation, early stopping, "
+                               "checkpoints and the final model"} if opts.ema_half_life else None,
             "early_stopping": {"monitor": "val_loss", "patience": opts.patience, "start_from_epoch": WARMUP_EPOCHS,
                                "restore_best_weights": True}}
 

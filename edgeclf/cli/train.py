@@ -30,6 +30,8 @@ RECIPE = {
                         "skips fine-tuning). The learning-rate schedule (1-epoch warm-up, cosine decay) spans this "
                         "maximum.",
     "fine_tune_lr": "Phase 2 peak learning rate (Adam).",
+    "ema_half_life": "Phase 2 weight averaging: half-life in epochs of the exponential moving average of the "
+                     "weights that validation, early stopping, checkpoints and the final model use (0 = off).",
     "batch_size": "Images per batch (per GPU when several are visible: the global batch scales with them).",
     "dropout": "Dropout before the head.",
     "label_smoothing": "Label smoothing of the cross-entropy loss, both phases (0 = off).",
