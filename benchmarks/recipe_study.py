@@ -51,7 +51,7 @@ BASE = {"lr": 1e-3, "label_smoothing": 0.0, "dropout": 0.2}
 FINETUNE_VARIANTS = {"default": {}, "lr-3e-4": {"fine_tune_lr": 3e-4}, "lr-3e-5": {"fine_tune_lr": 3e-5},
                      "layers-60": {"fine_tune_at": 60}, "layers-130": {"fine_tune_at": 130},
                      "no-smoothing": {"label_smoothing": 0.0}, "no-augment": {"augment": False},
-                     "patience-3": {"patience": 3}, "ema-0.99": {"ema": 0.99}, "ema-1": {"ema_half_life": 1.0}}
+                     "patience-3": {"patience": 3}, "no-ema": {"ema_half_life": 0.0}, "ema-0.99": {"ema": 0.99}}
 
 
 @dataclass

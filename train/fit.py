@@ -264,7 +264,7 @@ def run_phase1(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
 
 
 def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, class_weight=None,
-               resumed: bool = False, quiet: bool = False, extra_callbacks=()) -> None:
+               resumed: bool = False, quiet: bool = False) -> None:
     """Fine-tune from ``opts.fine_tune_at`` until validation loss stops improving (at most ``fine_tune_epochs``)."""
     epochs, done = opts.fine_tune_epochs, state["done"]["2"]
     if epochs == 0 or done >= epochs or state["stopped"]["2"]:
@@ -280,8 +280,7 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
     averaging = [AveragedWeights(in_model=done > 0)] if getattr(model.optimizer, "use_ema", False) else []
     callbacks = [EpochBar(2, epochs, data.steps, quiet), *averaging,
                  RunState(state, 2, opts.patience, lambda path: save_model_atomically(model, path),
-                          grace=WARMUP_EPOCHS, quiet=quiet),
-                 *extra_callbacks]
+                          grace=WARMUP_EPOCHS, quiet=quiet)]
     model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=done,
               class_weight=class_weight, callbacks=callbacks, shuffle=False, verbose=0)
 

@@ -29,12 +29,12 @@ class TrainOptions:
     fine_tune_at: int = 60  # chosen in the phase 2 study (benchmarks/results/recipe-study-*-2026-12-02)
     fine_tune_epochs: int = 15  # phase 2 maximum
     fine_tune_lr: float = 1e-4
-    ema_half_life: float = 0.0  # phase 2: half-life in epochs of the weights' moving average (0 = off)
+    ema_half_life: float = 1.0  # phase 2: half-life in epochs of the weight average (recipe-study-*-2026-12-02-ema)
     batch_size: int = 32
     dropout: float = 0.2
     label_smoothing: float = 0.1
     augment: bool = True
-    patience: int = 2
+    patience: int = 1  # phase 2; with the weight average, one flat epoch is a reliable stop (train record -ema)
     seed: int = 42
     val_fraction: float = VAL_FRACTION
     test_fraction: float = TEST_FRACTION

@@ -36,7 +36,8 @@ RECIPE = {
     "dropout": "Dropout before the head.",
     "label_smoothing": "Label smoothing of the cross-entropy loss, both phases (0 = off).",
     "patience": "Phase 2 early stopping: epochs without validation-loss improvement (0 = off); the best weights of "
-                "either phase are restored.",
+                "either phase are restored. 1 suits the weight average's smooth validation loss; use 2 or more "
+                "with --ema-half-life 0.",
     "seed": "Seed for the splits, shuffling, augmentation and initialisation.",
     "val_fraction": "Validation share carved per class from a flat folder (or train/ when validation/ is missing).",
     "test_fraction": "Test share carved per class from a flat folder (or train/ alone).",
