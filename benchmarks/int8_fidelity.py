@@ -40,8 +40,11 @@ CALIBRATIONS = {"256": (256, False), "1024": (1024, False), "256+flip": (256, Tr
 MARGINS = (0.01, 0.02, 0.05, 0.1, 0.2)
 # Recipes measured here before any joins the chain: every depthwise convolution in float (MobileNetV2's 17 depthwise
 # layers hold about 3 % of its weights, and the debugger's worst layers are mostly depthwise).
+# Then (2026-12-07) float-worst with 2x and 4x as many float layers: does more float buy the last changed answers?
 CANDIDATES = (Recipe("float-depthwise", "float-head, plus every depthwise convolution in float", float_head=True,
-                     float_ops=("DEPTHWISE_CONV_2D",)),)
+                     float_ops=("DEPTHWISE_CONV_2D",)),
+              Recipe("float-worst-16", "float-head, plus the 16 worst layers in float", float_head=True, float_worst=16),
+              Recipe("float-worst-32", "float-head, plus the 32 worst layers in float", float_head=True, float_worst=32))
 
 
 @contextlib.contextmanager
