@@ -83,6 +83,11 @@ def first_passing(recipes: list[Recipe], validate: Callable[[Recipe], dict], *, 
                                                       f"{target * 100:g} %)")
             note(f"int8 recipe {recipe.name}: {why}; trying the next recipe", quiet=quiet)
     shipped = next(filter(meets, rows), None) or next(filter(passed, rows), None)
+    if shipped is not None and not meets(shipped) and target:
+        note(f"int8 ships recipe {shipped['recipe']}, which keeps float's top-1 on "
+             f"{shipped['agreement'] * 100:.2f} % of the test images, short of --int8-target {target * 100:g} %; "
+             "for fidelity over speed, export --float16 as well (half of float32's size, its answers closest to "
+             "float's)", quiet=quiet)
     shipped = shipped or max(rows, key=lambda r: (r["agreement"], r["accuracy"]))
     shipped["attempts"] = [attempt_summary(r, target) for r in rows]
     return shipped

@@ -131,6 +131,21 @@ def test_int8_goes_on_to_the_target_and_ships_the_right_attempt(agreements, targ
     assert [a["meets_target"] for a in row["attempts"]] == [agreements[name] >= target for name in tried]
 
 
+def test_an_int8_short_of_the_target_says_so_and_names_the_fidelity_option(capsys):
+    """Shipping below --int8-target is allowed (the gate passed), but never silent: one line names float16."""
+    from edgeclf.export.int8 import first_passing
+
+    def validate(recipe):
+        return {"recipe": recipe.name, "agreement": 0.992, "accuracy": 0.99, "drop_points": 0.0, "gate_failures": []}
+
+    first_passing([RECIPES[name] for name in FALLBACK_ORDER], validate, target=0.995)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "ships recipe full-int8" in last and "99.20 %" in last and "--int8-target 99.5 %" in last
+    assert "--float16" in last
+    first_passing([RECIPES["full-int8"]], validate, target=0.99)  # the target met: no such line
+    assert "--float16" not in capsys.readouterr().err
+
+
 def test_float_light_keeps_worst_layers_only_within_its_weight_budget():
     """Worst first; a layer too big for what is left is passed over, a smaller less-bad one still fits."""
     from edgeclf.export.debugger import LayerError
