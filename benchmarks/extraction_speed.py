@@ -25,9 +25,9 @@ import numpy as np
 
 from edgeclf.runtime.machine import machine_info, machine_slug, usable_cores
 
+from benchmarks.recipe_study import WEIGHTS
+
 RESULTS = Path(__file__).resolve().parent / "results"
-WEIGHTS = (Path(__file__).resolve().parents[2] / "shared" / "weights"
-           / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
 
 
 def base_model(size: int = 224):
@@ -41,15 +41,10 @@ def base_model(size: int = 224):
     return keras.Model(inputs, outputs)
 
 
-def litert_runner(model, batch: int, threads: int):
-    import tensorflow as tf
+def litert_runner(flatbuffer: bytes, size: int, batch: int, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
-    started = time.perf_counter()
-    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert(),
-                              num_threads=threads)
-    convert_s = time.perf_counter() - started
-    size = model.input_shape[1]
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [batch, size, size, 3])
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
@@ -62,16 +57,20 @@ def litert_runner(model, batch: int, threads: int):
             rows.append(interpreter.get_tensor(out).copy())
         return np.concatenate(rows)
 
-    return run, convert_s
+    return run
 
 
 def measure(images: int, repeats: int, threads: int) -> dict:
     model = base_model()
     pixels = np.random.default_rng(0).integers(0, 256, (images, 224, 224, 3)).astype(np.float32)
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    convert_s = time.perf_counter() - started
     engines = {"keras predict, batch 64": lambda x: model.predict(x, batch_size=64, verbose=0)}
     for batch in (1, 32):
-        run, convert_s = litert_runner(model, batch, threads)
-        engines[f"litert float32, batch {batch}"] = run
+        engines[f"litert float32, batch {batch}"] = litert_runner(flatbuffer, model.input_shape[1], batch, threads)
     outputs = {name: run(pixels[:64]) for name, run in engines.items()}  # warm-up
     times = {name: [] for name in engines}
     for _ in range(repeats):

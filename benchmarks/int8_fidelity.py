@@ -43,8 +43,8 @@ MARGINS = (0.01, 0.02, 0.05, 0.1, 0.2)
 # Then (2026-12-07) float-worst with 2x and 4x as many float layers: does more float buy the last changed answers?
 CANDIDATES = (Recipe("float-depthwise", "float-head, plus every depthwise convolution in float", float_head=True,
                      float_ops=("DEPTHWISE_CONV_2D",)),
-              Recipe("float-worst-16", "float-head, plus the 16 worst layers in float", float_head=True, float_worst=16),
-              Recipe("float-worst-32", "float-head, plus the 32 worst layers in float", float_head=True, float_worst=32))
+              *(Recipe(f"float-worst-{n}", f"float-head, plus the {n} worst layers in float", float_head=True,
+                       float_worst=n) for n in (16, 32)))
 
 
 @contextlib.contextmanager
