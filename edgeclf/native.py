@@ -76,3 +76,27 @@ def import_stage(feature: str, module: str):
         if missing in ("tensorflow", "keras", "matplotlib", "h5py") or "tensorflow" in str(exc).lower():
             raise MissingDependencyError(feature, 'pip install "edgeclf[train]"') from None
         raise
+
+
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Hide TensorFlow's chatter around a conversion: native lines (oneDNN/CUDA notes, the converter's "Statistics for
+    quantized inputs were expected", "fully_quantize: 0, ..."), absl and Python warnings, and the "Saved artifact at
+    ..." listing Keras prints to stdout when a converter exports a model (stdout is --json's). Errors still arrive as
+    exceptions; --debug leaves everything alone."""
+    if debugging():
+        yield
+        return
+    import io
+    import logging
+    import warnings
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        with native_stderr_silenced(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        absl.setLevel(level)

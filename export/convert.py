@@ -25,20 +25,18 @@ Input/output types:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgeclf.contracts import DEFAULT_IO, FORMATS, IO_TYPES
 from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError, first_line
-from edgeclf.native import native_stderr_silenced
+from edgeclf.native import quiet_tensorflow
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -57,12 +55,12 @@ def load_keras_model(path: str | os.PathLike):
     if not path.is_file():
         raise UsageError(f"{path}: model not found", "is this an edgeclf run directory? (edgeclf train writes it)")
     try:
-        with _quiet_tensorflow():
+        with quiet_tensorflow():
             import keras
     except ImportError:
         raise MissingDependencyError("edgeclf export", 'pip install "edgeclf[train]"') from None
     try:
-        with _quiet_tensorflow():
+        with quiet_tensorflow():
             model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - zip, h5py, json and Keras errors all mean "not a usable model"
         raise UsageError(f"{path}: cannot load the Keras model ({_reason(exc)})",
@@ -149,7 +147,7 @@ class Converter:
             model = self.model if dtype == "uint8" else with_input(self.model, dtype=dtype)
             width, height = self.size
             path = self._dir / dtype
-            with _quiet_tensorflow():
+            with quiet_tensorflow():
                 model.export(str(path), format="tf_saved_model", verbose=False,
                              input_signature=[tf.TensorSpec((1, height, width, 3), dtype, name="image")])
             self._saved[dtype] = path
@@ -166,7 +164,7 @@ class Converter:
     def quietly(self, step, *args, what: str = "int8", **kwargs):
         """Run one TensorFlow conversion step with its chatter hidden and its errors as :class:`ConversionError`."""
         try:
-            with _quiet_tensorflow():
+            with quiet_tensorflow():
                 return step(*args, **kwargs)
         except EdgeclfError:
             raise
@@ -231,27 +229,6 @@ def check_input_quantization(data: bytes, io_type: str) -> None:
     if found is None or abs(found[0] - scale) > 1e-6 or found[1] != zero:
         raise ConversionError(f"int8 input quantization came out as {found}, expected scale {scale} and "
                               f"zero point {zero}", "this is a bug in edgeclf export; please report it")
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    """Hide TensorFlow's native chatter: import-time oneDNN/CUDA lines, and the converter's ("Statistics for
-    quantized inputs were expected", C++ lines like "fully_quantize: 0, ...") so a user sees progress and results.
-    Its errors still arrive as exceptions; EDGECLF_DEBUG=1 leaves stderr alone."""
-    if os.environ.get("EDGECLF_DEBUG") == "1":
-        yield
-        return
-    import logging
-
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)
-    try:
-        with native_stderr_silenced(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        absl.setLevel(level)
 
 
 def _pin_input_range(images: np.ndarray) -> np.ndarray:

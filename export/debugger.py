@@ -42,10 +42,10 @@ def layer_errors(calibrated: bytes, images: np.ndarray, *, model=None, per_chann
     :data:`DEBUG_SAMPLES` are used). ``model``: the Keras model, to name the layer each op comes from."""
     import tensorflow as tf
 
-    from .convert import _quiet_tensorflow
+    from edgeclf.native import quiet_tensorflow
 
     images = np.asarray(images)[:DEBUG_SAMPLES]
-    with _quiet_tensorflow():
+    with quiet_tensorflow():
         debugger = tf.lite.experimental.QuantizationDebugger(
             quant_debug_model_content=debug_model(calibrated, per_channel=per_channel),
             debug_dataset=representative(images))

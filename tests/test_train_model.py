@@ -152,6 +152,32 @@ def test_warm_up_epochs_do_not_count_against_patience(tmp_path):
     assert stops_after(grace=1) == 3
 
 
+def test_crumbs_of_improvement_stop_phase_2_but_the_lowest_loss_is_kept(tmp_path):
+    """With min_improvement 0.25 %, an epoch that gains 0.1 % counts against patience (patience 1 stops there) and
+    its weights, the lowest loss yet, are still the best; with 0, the same epoch resets patience and training goes
+    on. Losses from the cats-vs-dogs record's phase 2 (train-*-2026-12-07.json, epochs 4-7)."""
+    from edgeclf.train.fit import RunState, TrainState
+
+    def run(min_improvement: float):
+        state = TrainState(tmp_path / f"gain{min_improvement}")
+        state.dir.mkdir(parents=True)
+        state["best"] = {"val_loss": 0.2226, "val_accuracy": 0.99, "phase": 1, "epoch": 9}
+        model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(2)])
+        tracker = RunState(state, 2, 1, lambda path: None, min_improvement=min_improvement, grace=0, quiet=True)
+        tracker.set_model(model)
+        model.stop_training = False
+        for epoch, val_loss in enumerate((0.2179, 0.2161, 0.2156, 0.2155)):
+            tracker.on_epoch_end(epoch, {"val_loss": val_loss})
+            if model.stop_training:
+                break
+        return epoch + 1, state["best"], state.best_file(2).exists()
+
+    stopped, best, saved = run(0.0025)
+    assert stopped == 3 and best["epoch"] == 3 and best["val_loss"] == 0.2156 and saved
+    stopped, best, _ = run(0.0)
+    assert stopped == 4 and best["epoch"] >= 3  # it went on to the last epoch
+
+
 def _averaging_problem():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")

@@ -127,10 +127,11 @@ class RunState(keras.callbacks.Callback):
     fine-tuned from layer 60 it was worse than phase 1), and counting it left fine-tuning one epoch at its peak rate."""
 
     def __init__(self, state: TrainState, phase: int, patience: int, save_last, *, min_delta: float = 1e-4,
-                 grace: int = 0, quiet: bool = False, bar=None):
+                 min_improvement: float = 0.0, grace: int = 0, quiet: bool = False, bar=None):
         super().__init__()
         self.state, self.phase, self.patience, self.save_last = state, phase, patience, save_last
-        self.min_delta, self.grace, self.quiet, self.bar = min_delta, grace, quiet, bar
+        self.min_delta, self.min_improvement = min_delta, min_improvement
+        self.grace, self.quiet, self.bar = grace, quiet, bar
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -153,13 +154,19 @@ class RunState(keras.callbacks.Callback):
         self._report(epoch, logs, seconds)
 
     def _track_best(self, epoch: int, logs: dict) -> None:
+        """A lower loss (by ``min_delta``) is kept as the best; it resets the patience count only when it is also
+        ``min_improvement`` (a fraction) below the previous best, so a run of crumbs stops while keeping the last."""
         st, val_loss = self.state, logs.get("val_loss", math.inf)
-        if st["best"] is None or val_loss < st["best"]["val_loss"] - self.min_delta:
+        best = st["best"]
+        if best is None or val_loss < best["val_loss"] - self.min_delta:
+            worthwhile = best is None or val_loss < best["val_loss"] * (1 - self.min_improvement)
             st["best"] = {"val_loss": val_loss, "val_accuracy": logs.get("val_accuracy"), "phase": self.phase,
                           "epoch": epoch + 1}
-            st["wait"] = 0
             save_weights_atomically(self.model, st.best_file(self.phase))
-        elif epoch >= self.grace:
+            if worthwhile:
+                st["wait"] = 0
+                return
+        if epoch >= self.grace:
             st["wait"] += 1
 
     def _report(self, epoch: int, logs: dict, seconds: float) -> None:
@@ -280,7 +287,7 @@ def run_phase2(model: keras.Model, state: TrainState, data: PhaseData, opts, *, 
     averaging = [AveragedWeights(in_model=done > 0)] if getattr(model.optimizer, "use_ema", False) else []
     callbacks = [EpochBar(2, epochs, data.steps, quiet), *averaging,
                  RunState(state, 2, opts.patience, lambda path: save_model_atomically(model, path),
-                          grace=WARMUP_EPOCHS, quiet=quiet)]
+                          min_improvement=opts.min_improvement, grace=WARMUP_EPOCHS, quiet=quiet)]
     model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=done,
               class_weight=class_weight, callbacks=callbacks, shuffle=False, verbose=0)
 

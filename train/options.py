@@ -35,6 +35,7 @@ class TrainOptions:
     label_smoothing: float = 0.1
     augment: bool = True
     patience: int = 1  # phase 2; with the weight average, one flat epoch is a reliable stop (train record -ema)
+    min_improvement: float = 0.0025  # phase 2: a smaller fractional gain in val loss counts against patience
     seed: int = 42
     val_fraction: float = VAL_FRACTION
     test_fraction: float = TEST_FRACTION

@@ -103,7 +103,7 @@ def _phase2_record(opts) -> dict:
             "weight_average": {"half_life_epochs": opts.ema_half_life, "used_for": "validation, early stopping, "
                                "checkpoints and the final model"} if opts.ema_half_life else None,
             "early_stopping": {"monitor": "val_loss", "patience": opts.patience, "start_from_epoch": WARMUP_EPOCHS,
-                               "restore_best_weights": True}}
+                               "min_improvement": opts.min_improvement, "restore_best_weights": True}}
 
 
 def _summary(session, data, manifest: Manifest) -> dict:

@@ -32,7 +32,7 @@ from .preflight import check_new_run, check_resume, partial_dir, resume_dirs
 from .record import weights_label, write_run
 
 CACHE_DIR = ".cache"
-EXTRACT_BATCH = 64  # feature extraction has no gradients to hold: bigger batches are faster on CPU
+EXTRACT_BATCH = 64  # images per extraction step (Keras' batch when LiteRT is unavailable; no gradients to hold)
 CALIBRATION_IMAGES = 128  # --weights none: BatchNorm statistics come from this many training images
 
 
@@ -124,20 +124,24 @@ def _prepare_recorded(session: Session, layout) -> Prepared:
 
 def _phase1_data(model, data: Prepared, session: Session) -> PhaseData | None:
     """Cached features of every training view and of validation (computed once, reused on resume)."""
-    from .features import cached_features, view_names
+    from .features import Extractor, cached_features, view_names
 
     opts, state = session.opts, session.state
     if opts.epochs == 0 or state["stopped"]["1"] or state["done"]["1"] >= opts.epochs or state["phase"] > 1:
         return None
     key = f"{opts.alpha}-{opts.image_size}-{weights_label(opts.weights)}-{opts.seed}-{data.splits.fingerprint}"
-    common = dict(cache_dir=session.staging / CACHE_DIR, key=key, seed=opts.seed,
+    images = len(data.rows("train")) * opts.views + len(data.rows("validation"))
+    extractor = Extractor(model, images=images, quiet=session.quiet)  # converted once, on first use, for both
+    common = dict(cache_dir=session.staging / CACHE_DIR, key=key, seed=opts.seed, extractor=extractor,
                   batch_size=max(session.batch_size, EXTRACT_BATCH), quiet=session.quiet)
     train, train_reused = cached_features(model, data.cache.pixels, data.rows("train"), view_names(opts.views),
                                           desc="phase 1: train features", **common)
     val, val_reused = cached_features(model, data.cache.pixels, data.rows("validation"), ["image"],
                                       desc="phase 1: validation features", **common)
-    state["feature_cache"] = {"train": "reused" if train_reused else "extracted",
-                              "validation": "reused" if val_reused else "extracted"}
+    cache = {"train": "reused" if train_reused else "extracted", "validation": "reused" if val_reused else "extracted"}
+    if extractor.engine:  # a resumed run that reused every file keeps the engine that made them on record
+        cache.update(engine=extractor.engine, max_difference_vs_keras=extractor.max_difference)
+    state["feature_cache"] = {**(state.data.get("feature_cache") or {}), **cache}
     return feature_data(train, val, data.labels[data.rows("train")], data.labels[data.rows("validation")],
                         session.batch_size, opts.seed)
 

@@ -38,6 +38,8 @@ RECIPE = {
     "patience": "Phase 2 early stopping: epochs without validation-loss improvement (0 = off); the best weights of "
                 "either phase are restored. 1 suits the weight average's smooth validation loss; use 2 or more "
                 "with --ema-half-life 0.",
+    "min_improvement": "Phase 2 early stopping: an epoch that lowers the best validation loss by less than this "
+                       "fraction (0.0025 = 0.25 %) counts against --patience; the lowest loss is still the one kept.",
     "seed": "Seed for the splits, shuffling, augmentation and initialisation.",
     "val_fraction": "Validation share carved per class from a flat folder (or train/ when validation/ is missing).",
     "test_fraction": "Test share carved per class from a flat folder (or train/ alone).",
