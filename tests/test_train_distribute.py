@@ -30,9 +30,11 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path):
+@pytest.mark.parametrize("engine", ["keras", "litert"])
+def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path, engine):
+    """Phase 1's features come from Keras (few images) or LiteRT (many images; forced here) under the strategy."""
     data = make_dataset(tmp_path / "data", per_class=12)
-    env = {**os.environ, "EDGECLF_DEVICES": "/cpu:0,/cpu:1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "EDGECLF_DEVICES": "/cpu:0,/cpu:1", "TF_CPP_MIN_LOG_LEVEL": "2", "EDGECLF_FEATURES": engine}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(data), str(tmp_path / "run")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,6 +45,7 @@ def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path):
                                   "devices": ["/job:localhost/replica:0/task:0/device:CPU:0",
                                               "/job:localhost/replica:0/task:0/device:CPU:1"]}
     assert hp["global_batch_size"] == 8  # 4 per replica
+    assert hp["phase1"]["feature_cache"]["engine"] == engine
     history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
     assert [(h["phase"], h["epoch"]) for h in history] == [(1, 1), (1, 2), (1, 3), (2, 1)]
     assert all(0 < h["val_loss"] < 10 for h in history)

@@ -109,7 +109,8 @@ class Extractor:
         return self._run(images)
 
     def _keras(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.keras.predict_on_batch(images))
+        # predict, not predict_on_batch: under MirroredStrategy the latter returned 32 rows for 16 images
+        return self.keras.predict(images, batch_size=len(images), verbose=0)
 
     def _start(self, sample: np.ndarray):
         if self.wanted == "keras":
