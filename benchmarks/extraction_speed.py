@@ -41,36 +41,18 @@ def base_model(size: int = 224):
     return keras.Model(inputs, outputs)
 
 
-def litert_runner(flatbuffer: bytes, size: int, batch: int, threads: int):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
-    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [batch, size, size, 3])
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-
-    def run(images: np.ndarray) -> np.ndarray:
-        rows = []
-        for start in range(0, len(images), batch):
-            interpreter.set_tensor(inp, images[start:start + batch])
-            interpreter.invoke()
-            rows.append(interpreter.get_tensor(out).copy())
-        return np.concatenate(rows)
-
-    return run
-
-
 def measure(images: int, repeats: int, threads: int) -> dict:
     model = base_model()
     pixels = np.random.default_rng(0).integers(0, 256, (images, 224, 224, 3)).astype(np.float32)
-    import tensorflow as tf
+    from edgeclf.train.features import litert_runner, to_tflite  # what phase 1 runs
 
     started = time.perf_counter()
-    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    flatbuffer = to_tflite(model)
     convert_s = time.perf_counter() - started
     engines = {"keras predict, batch 64": lambda x: model.predict(x, batch_size=64, verbose=0)}
     for batch in (1, 32):
-        engines[f"litert float32, batch {batch}"] = litert_runner(flatbuffer, model.input_shape[1], batch, threads)
+        engines[f"litert float32, batch {batch}"] = litert_runner(flatbuffer, model.input_shape[1:], batch=batch,
+                                                                  num_threads=threads)
     outputs = {name: run(pixels[:64]) for name, run in engines.items()}  # warm-up
     times = {name: [] for name in engines}
     for _ in range(repeats):
