@@ -9,9 +9,8 @@ path). Nothing slow happens on this thread for the web page: the feed encodes JP
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import signal
+import threading
 from dataclasses import dataclass, field
 
 from edgeclf.errors import EdgeclfError
@@ -19,6 +18,7 @@ from edgeclf.errors import EdgeclfError
 from .classifier import answer
 from .latency import FrameTimings, Timer
 from .preprocess import prepare_frame
+from .signals import stop_requests
 from .sinks import SinkOptions, StopLoop, close_sinks, open_sinks
 from .sources import FrameSource, SourceError, open_source, pace
 
@@ -41,13 +41,15 @@ class LoopResult:
 
 
 def run_live(clf, source: FrameSource, sinks=(), *, top_k: int = 1, threshold: float | None = None,
-             max_frames: int | None = None, fps_limit: float | None = None, loop: bool = False) -> LoopResult:
-    """Classify frames from ``source`` until a stop condition; always closes sinks and source."""
+             max_frames: int | None = None, fps_limit: float | None = None, loop: bool = False,
+             stop: threading.Event | None = None) -> LoopResult:
+    """Classify frames from ``source`` until a stop condition; always closes sinks and source. ``stop`` (see
+    runtime/signals.py) ends the loop between frames as "interrupted"."""
     options = LoopOptions(top_k, threshold, max_frames, fps_limit, loop)
     stats = FrameTimings()
     reason, error = "end-of-source", None
     try:
-        reason = _classify_frames(clf, source, sinks, stats, options)
+        reason = _classify_frames(clf, source, sinks, stats, options, stop or threading.Event())
     except KeyboardInterrupt:
         reason = "interrupted"
     except StopLoop:
@@ -60,11 +62,14 @@ def run_live(clf, source: FrameSource, sinks=(), *, top_k: int = 1, threshold: f
     return LoopResult(stats, reason, error)
 
 
-def _classify_frames(clf, source: FrameSource, sinks, stats: FrameTimings, options: LoopOptions) -> str:
+def _classify_frames(clf, source: FrameSource, sinks, stats: FrameTimings, options: LoopOptions,
+                     stop: threading.Event) -> str:
     """The loop proper; returns why it ended normally."""
     start = 0.0
     while options.max_frames is None or stats.frames < options.max_frames:
-        start = pace(start, options.fps_limit)
+        start = pace(start, options.fps_limit, sleep=stop.wait)
+        if stop.is_set():
+            return "interrupted"
         with Timer() as t_capture:
             frame = source.read()
         if frame is None:
@@ -101,39 +106,23 @@ def frame_result(clf, probs, stats: FrameTimings, latency: dict, display_shape, 
     }
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """`kill` / systemd stop: the same clean stop and summary as Ctrl-C (main thread only)."""
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_camera(clf, source_spec: str, sink_options: SinkOptions, loop_options: LoopOptions,
                note=lambda text: None) -> LoopResult:
     """Open the source and the outputs, run the loop, and return its result with a JSON-ready ``summary``.
-    ``note(text)`` hears where the web feed is and (unless quiet) what runs on what."""
-    source = open_source(source_spec, clf.input_size)
-    record_fps = loop_options.fps_limit or source.fps or 10.0
-    try:
-        sinks = open_sinks(dataclasses.replace(sink_options, record_fps=record_fps), note)
-    except BaseException:
-        source.close()
-        raise
-    if not sink_options.quiet:
-        note(f"{clf.model_path.name} ({clf.backend}, {clf.num_threads} threads, input {clf.input_size[0]}x"
-             f"{clf.input_size[1]} {clf.input_dtype}) on {source.name}; Ctrl-C to stop")
-    with sigterm_as_interrupt():
-        result = run_live(clf, source, sinks, **dataclasses.asdict(loop_options))
+    ``note(text)`` hears where the web feed is and (unless quiet) what runs on what. From the moment the source
+    opens, Ctrl-C and SIGTERM stop the loop between frames (runtime/signals.py)."""
+    with stop_requests() as stop:
+        source = open_source(source_spec, clf.input_size)
+        record_fps = loop_options.fps_limit or source.fps or 10.0
+        try:
+            sinks = open_sinks(dataclasses.replace(sink_options, record_fps=record_fps), note)
+        except BaseException:
+            source.close()
+            raise
+        if not sink_options.quiet:
+            note(f"{clf.model_path.name} ({clf.backend}, {clf.num_threads} threads, input {clf.input_size[0]}x"
+                 f"{clf.input_size[1]} {clf.input_dtype}) on {source.name}; Ctrl-C to stop")
+        result = run_live(clf, source, sinks, stop=stop, **dataclasses.asdict(loop_options))
     result.summary = dict(result.stats.summary(), source=source.name, stopped=result.reason, backend=clf.backend,
                           threads=clf.num_threads)
     skipped = getattr(source, "skipped", [])

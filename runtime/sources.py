@@ -230,12 +230,13 @@ class FolderSource(FrameSource):
         return True
 
 
-def pace(last_start: float, fps_limit: float | None) -> float:
-    """Sleep so frames start at most ``fps_limit`` times a second; returns the new frame's start time."""
+def pace(last_start: float, fps_limit: float | None, sleep=time.sleep) -> float:
+    """Sleep so frames start at most ``fps_limit`` times a second; returns the new frame's start time. ``sleep``
+    may return early (the live loop passes its stop event's ``wait``)."""
     now = time.perf_counter()
     if fps_limit:
         wait = last_start + 1.0 / fps_limit - now
         if wait > 0:
-            time.sleep(wait)
+            sleep(wait)
             now = time.perf_counter()
     return now
