@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -22,11 +23,14 @@ Echo = Callable[[str], None]
 class Summary:
     classified: int = 0
     failed: list[ImageError] = field(default_factory=list)
+    interrupted: bool = False
 
     def line(self) -> str:
         text = f"{self.classified} image{'s' if self.classified != 1 else ''} classified"
         if self.failed:
             text += f", {len(self.failed)} skipped (unreadable, listed above)"
+        if self.interrupted:
+            text += "; interrupted, the rest were not classified"
         return text
 
 
@@ -94,11 +98,15 @@ def make_writer(kind: str, *, echo: Echo, top_k: int, threshold: float | None, n
     return TextWriter(echo, threshold)
 
 
-def predict_files(clf, items: Sequence, writer, *, top_k: int, threshold: float | None, bar, report_skipped: bool
-                  ) -> Summary:
-    """Classify ``items`` (from :func:`.classifier.expand_paths`), write each result, tick ``bar`` once per item."""
+def predict_files(clf, items: Sequence, writer, *, top_k: int, threshold: float | None, bar, report_skipped: bool,
+                  stop: threading.Event | None = None) -> Summary:
+    """Classify ``items`` (from :func:`.classifier.expand_paths`), write each result, tick ``bar`` once per item.
+    ``stop`` (Ctrl-C, see runtime/signals.py) ends the batch after the image in hand, every written line whole."""
     summary = Summary()
     for path, preds in clf.classify_many(items, top_k=top_k):
+        if stop is not None and stop.is_set():
+            summary.interrupted = True
+            break
         bar.update(1)
         if isinstance(preds, ImageError):
             summary.failed.append(preds)

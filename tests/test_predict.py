@@ -128,3 +128,24 @@ def test_console_script_runs_in_a_real_process(model, photos):
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["label"] for line in proc.stdout.splitlines()] == ["green", "green"]
     assert "XNNPACK" not in proc.stderr  # the native runtime's INFO line is kept off the console
+
+
+def test_ctrl_c_stops_between_images_with_whole_lines_and_a_count(model, tmp_path):
+    import signal
+
+    from tests.fixtures.signals import default_sigint
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(1500):
+        synthetic_image(i % 3, i, (16, 12)).save(folder / f"{i:04d}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "predict", str(model), str(folder), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    first = [proc.stdout.readline() for _ in range(5)]  # really classifying; then stop reading: the pipe fills
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    lines = first + out.splitlines(keepends=True)
+    assert proc.returncode == 130, err
+    assert all(json.loads(line)["label"] in LABELS for line in lines)  # every line whole
+    assert f"{len(lines)} images classified; interrupted" in err and "Traceback" not in err
+    assert 5 <= len(lines) < 1500

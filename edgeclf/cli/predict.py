@@ -23,6 +23,8 @@ def command(model, paths, top_k, threshold, as_json, as_csv, labels_file, thread
     """Classify images (files, or folders searched recursively) with MODEL (.tflite).
 
     Unreadable images are reported on stderr and skipped; the exit code is 1 when any file failed, 0 otherwise.
+    Ctrl-C stops after the image in hand: every line written is whole, and the summary says how many were
+    classified (exit 130).
 
     \b
     Examples:
@@ -35,6 +37,7 @@ def command(model, paths, top_k, threshold, as_json, as_csv, labels_file, thread
     from edgeclf.errors import UsageError
     from edgeclf.runtime.classifier import Classifier, expand_paths
     from edgeclf.runtime.predict import make_writer, predict_files
+    from edgeclf.runtime.signals import stop_requests
 
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be combined", "pick one output format")
@@ -48,11 +51,13 @@ def command(model, paths, top_k, threshold, as_json, as_csv, labels_file, thread
         note(f"{clf.model_path.name}: {len(clf.labels)} labels, input {clf.input_size[0]}x{clf.input_size[1]} "
              f"{clf.input_dtype}, {clf.backend}")
     show_bar = not quiet and len(items) > 1 and sys.stderr.isatty() and not sys.stdout.isatty()
-    with progress(total=len(items), desc="predict", unit="img", quiet=not show_bar) as bar:
+    with stop_requests() as stop, progress(total=len(items), desc="predict", unit="img", quiet=not show_bar) as bar:
         writer = make_writer(kind, echo=lambda line: bar.write(line, file=sys.stdout), top_k=top_k,
                              threshold=threshold, num_labels=len(clf.labels))
         summary = predict_files(clf, items, writer, top_k=top_k, threshold=threshold, bar=bar,
-                                report_skipped=not (quiet and kind != "text"))
-    note(summary.line(), quiet=quiet)
+                                report_skipped=not (quiet and kind != "text"), stop=stop)
+    note(summary.line(), quiet=quiet and not summary.interrupted)
+    if summary.interrupted:
+        click.get_current_context().exit(130)
     if summary.failed:
         click.get_current_context().exit(1)
