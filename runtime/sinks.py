@@ -1,7 +1,7 @@
 """Outputs of the live loop ("sinks"): objects with ``on_frame(frame, result)`` and ``close()``.
 
-JSON lines, a status line, an OpenCV window, the web feed, a recording. ``frame`` is the display picture (RGB, its own
-size), ``result`` the loop's per-frame dict. :func:`open_sinks` builds the set a command line asks for and closes
+JSON lines, a status line, an OpenCV window, the web feed, a recording, and answer changes sent to MQTT or a URL
+(:mod:`.notify`). ``frame`` is the display picture (RGB, its own size), ``result`` the loop's per-frame dict. :func:`open_sinks` builds the set a command line asks for and closes
 what it opened when one of them fails to start.
 """
 
@@ -41,6 +41,9 @@ class SinkOptions:
     record: str | None = None
     record_fps: float = 10.0
     stream_fps: float | None = None
+    mqtt: str | None = None
+    webhook: str | None = None
+    hold: int = 3
 
 
 def open_sinks(options: SinkOptions, announce=None) -> list:
@@ -61,6 +64,14 @@ def open_sinks(options: SinkOptions, announce=None) -> list:
             sinks.append(sink)
             if announce:
                 announce(sink.where())
+        if options.mqtt:
+            from .notify import MqttSink
+
+            sinks.append(MqttSink(options.mqtt, options.hold))
+        if options.webhook:
+            from .notify import WebhookSink
+
+            sinks.append(WebhookSink(options.webhook, options.hold))
     except BaseException:
         close_sinks(sinks)
         raise

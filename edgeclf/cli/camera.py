@@ -28,12 +28,20 @@ from . import options
 @click.option("--stream-fps", type=click.FloatRange(min=0.5), default=None,
               help="Most frames per second the --serve page is sent (default 15; JPEG encoding runs beside the "
                    "classification loop, not in it).")
+@click.option("--mqtt", metavar="URL", default=None,
+              help="Publish each change of the answer to an MQTT broker: mqtt://[USER@]HOST[:PORT][/TOPIC] "
+                   "(retained JSON on TOPIC/state, online/offline on TOPIC/status; password from the URL or "
+                   "EDGECLF_MQTT_PASSWORD). Needs: pip install \"edgeclf[mqtt]\".")
+@click.option("--webhook", metavar="URL", default=None,
+              help="POST each change of the answer as JSON to this http(s) URL (Node-RED, Home Assistant, ...).")
+@click.option("--hold", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Frames in a row a new answer must last before --mqtt/--webhook report it (ignores flicker).")
 @click.option("--force", is_flag=True, help="Replace an existing --record file.")
 @click.option("--loop", "loop_source", is_flag=True, help="Replay a video file or folder forever.")
 @options.labels
 @options.quiet("No status line or summary on stderr.")
 def command(model, source, top_k, threshold, threads, max_frames, fps_limit, headless, display, serve, record,
-            stream_fps, force, loop_source, labels_file, quiet):
+            stream_fps, mqtt, webhook, hold, force, loop_source, labels_file, quiet):
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.
 
     Ctrl-C stops cleanly and prints a summary: frames, mean/p50/p90 latency per stage (capture, preprocess,
@@ -42,12 +50,17 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     The --serve page shows the camera's picture (the Pi camera's 640x480 main stream, or a file/folder frame as it
     is) with the top-k scores as bars, the threshold, FPS, per-stage latency and a rolling latency chart.
 
+    --mqtt and --webhook report when the answer changes (after --hold frames), not every frame: the place to
+    switch a relay, notify a phone or log to a server. They send from their own thread, so the loop never waits.
+
     \b
     Examples:
       edgeclf camera model_int8.tflite --source picamera --serve 0.0.0.0:8080
       edgeclf camera model_int8.tflite --source 0 --display --threshold 0.7
       edgeclf camera model_int8.tflite --source clip.mp4 --headless --max-frames 100 > frames.jsonl
       edgeclf camera model_int8.tflite --source photos/ --fps-limit 2 --record demo.avi
+      edgeclf camera model_int8.tflite --threshold 0.8 --mqtt mqtt://homeassistant.local/edgeclf/door
+      edgeclf camera model_int8.tflite --webhook http://192.168.1.10:1880/edgeclf --hold 5
 
     \b
     Raspberry Pi camera: picamera2 comes from Raspberry Pi OS (sudo apt install python3-picamera2); create the
@@ -64,7 +77,7 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
         refuse_clobber(record, force, "--record file")
     clf = Classifier(model, labels=labels_file, num_threads=threads)
     outputs = SinkOptions(headless=headless, quiet=quiet, display=display, serve=serve, record=record,
-                          stream_fps=stream_fps)
+                          stream_fps=stream_fps, mqtt=mqtt, webhook=webhook, hold=hold)
     result = run_camera(clf, source, outputs, LoopOptions(top_k, threshold, max_frames, fps_limit, loop_source),
                         note=note)
     if headless:

@@ -1,0 +1,226 @@
+"""Doing something with the answer: publish each change of the camera's answer to MQTT, or POST it to a URL.
+
+A Pi that classifies wants to tell Home Assistant or Node-RED, switch a relay or ping a server when what it sees
+changes, not thirty times a second. :class:`AnswerChanges` turns per-frame results into events: an answer counts once
+it holds for ``hold`` frames in a row (one flickering frame fires nothing), and each new answer is sent once. The
+network runs on its own thread (paho-mqtt's loop, or one webhook worker), so a slow broker or server never slows the
+loop; a failed send is one warning line on stderr (at most one a minute) and never stops the camera.
+
+MQTT topics under the URL's path (default ``edgeclf/<hostname>``), both retained so a subscriber that comes later
+still learns the current state:
+
+* ``<topic>/state``: the event as JSON (label, score, top_k, previous, frame, time, model);
+* ``<topic>/status``: ``online`` while the camera runs, ``offline`` when it stops (also the broker's last will, so a
+  pulled plug reads ``offline`` too): Home Assistant's availability topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import unquote, urlsplit
+
+from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError
+
+MQTT_INSTALL = 'pip install "edgeclf[mqtt]"'
+CONNECT_TIMEOUT_S = 10.0
+SEND_TIMEOUT_S = 5.0
+WARN_EVERY_S = 60.0
+
+
+class AnswerChanges:
+    """Per-frame results in, an event out when a new answer has held for ``hold`` frames in a row."""
+
+    def __init__(self, hold: int = 3):
+        if hold < 1:
+            raise UsageError(f"--hold must be at least 1, got {hold}")
+        self.hold = hold
+        self.current: str | None = None
+        self._candidate: str | None = None
+        self._count = 0
+
+    def update(self, result: dict) -> dict | None:
+        label = result["label"]
+        self._count = self._count + 1 if label == self._candidate else 1
+        self._candidate = label
+        if self._count < self.hold or label == self.current:
+            return None
+        previous, self.current = self.current, label
+        return {"label": label, "score": result["score"], "top_k": result["top_k"], "previous": previous,
+                "frame": result["frame"], "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "model": result["model"]}
+
+
+class ThrottledWarning:
+    """One stderr line per kind of failure at most every ``WARN_EVERY_S``: a broker down for an hour is not 100,000
+    lines."""
+
+    def __init__(self, what: str):
+        self.what, self._last = what, -WARN_EVERY_S
+
+    def __call__(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= WARN_EVERY_S:
+            self._last = now
+            print(f"warning: {self.what}: {reason} (the camera keeps running)", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    topic: str
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password, for messages."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.topic}"
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """``mqtt://[user[:password]@]host[:port][/topic]`` (``mqtts://`` for TLS, port 8883). Without a password in the
+    URL, ``EDGECLF_MQTT_PASSWORD`` is used, so it need not show in ``ps``."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}", allow_fragments=False)  # "#" is a wildcard here
+    hint = "use mqtt://HOST[:PORT][/TOPIC], e.g. mqtt://homeassistant.local/edgeclf/door"
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise UsageError(f"--mqtt {url}: not an MQTT URL", hint)
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise UsageError(f"--mqtt {url}: the port is not a number from 1 to 65535", hint) from None
+    topic = unquote(parts.path).strip("/") or f"edgeclf/{socket.gethostname()}"
+    if "+" in topic or "#" in topic:
+        raise UsageError(f"--mqtt {url}: the topic {topic!r} has an MQTT wildcard (+ or #)",
+                         "publish to a plain topic such as edgeclf/door")
+    password = unquote(parts.password) if parts.password else os.environ.get("EDGECLF_MQTT_PASSWORD")
+    username = unquote(parts.username) if parts.username else None
+    return MqttTarget(parts.hostname, port, topic, parts.scheme == "mqtts", username, password if username else None)
+
+
+class MqttSink:
+    """--mqtt URL: answer changes to ``<topic>/state``, availability to ``<topic>/status`` (see the module doc).
+    Connects before the loop starts, so a wrong host, port or password is one line and exit 1, not a silent camera."""
+
+    def __init__(self, url: str, hold: int = 3):
+        self.target = parse_mqtt_url(url)
+        self.changes = AnswerChanges(hold)
+        self.warn = ThrottledWarning(f"--mqtt {self.target.shown}")
+        self.client = self._connect(self.target)
+        self._last = self._publish("status", "online")
+
+    def _connect(self, target: MqttTarget):
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise MissingDependencyError("--mqtt (paho-mqtt)", MQTT_INSTALL) from None
+        connected, outcome = threading.Event(), {}
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            outcome["reason"] = reason_code
+            connected.set()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeclf-{socket.gethostname()}-{os.getpid()}")
+        client.on_connect = on_connect
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.will_set(f"{target.topic}/status", "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        fix = "check the host and port, and that the broker (e.g. mosquitto) runs"
+        try:
+            client.connect(target.host, target.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise EdgeclfError(f"--mqtt {target.shown}: cannot connect to the broker ({exc})", fix) from None
+        client.loop_start()
+        if not connected.wait(CONNECT_TIMEOUT_S) or outcome["reason"].is_failure:
+            client.loop_stop()
+            reason = outcome.get("reason", f"no answer in {CONNECT_TIMEOUT_S:.0f} s")
+            raise EdgeclfError(f"--mqtt {target.shown}: the broker refused the connection ({reason})",
+                               "check the user name and password (EDGECLF_MQTT_PASSWORD)" if "reason" in outcome
+                               else fix)
+        return client
+
+    def _publish(self, leaf: str, payload: str):
+        info = self.client.publish(f"{self.target.topic}/{leaf}", payload, qos=1, retain=True)
+        if info.rc != 0:
+            self.warn(f"publish failed (paho error {info.rc}); it reconnects and goes on")
+        return info
+
+    def on_frame(self, frame, result):
+        event = self.changes.update(result)
+        if event is not None:
+            self._last = self._publish("state", json.dumps(event, separators=(",", ":")))
+
+    def close(self):
+        """``offline``, then wait (a few seconds at most) until the broker has every message, then disconnect."""
+        last = self._publish("status", "offline")
+        for info in (self._last, last):
+            try:
+                info.wait_for_publish(timeout=SEND_TIMEOUT_S)
+            except (RuntimeError, ValueError) as exc:  # not connected: queued messages are lost with the process
+                self.warn(f"not every message reached the broker ({exc})")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class WebhookSink:
+    """--webhook URL: each answer change POSTed as JSON (the MQTT state payload), by one worker thread in order.
+    A server that is down or slow costs warnings, not frames: at most ``backlog`` events wait, the oldest dropped."""
+
+    def __init__(self, url: str, hold: int = 3, backlog: int = 100):
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise UsageError(f"--webhook {url}: not an http(s) URL", "use e.g. http://192.168.1.10:1880/edgeclf")
+        self.url = url
+        self.changes = AnswerChanges(hold)
+        self.warn = ThrottledWarning(f"--webhook {url}")
+        self.events: queue.Queue = queue.Queue(maxsize=backlog)
+        self.worker = threading.Thread(target=self._post_forever, name="edgeclf-webhook", daemon=True)
+        self.worker.start()
+
+    def on_frame(self, frame, result):
+        event = self.changes.update(result)
+        if event is not None:
+            self._enqueue(event)
+
+    def _enqueue(self, item) -> None:
+        while True:
+            try:
+                self.events.put_nowait(item)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.events.get_nowait()
+                    self.warn("the server is not keeping up; the oldest unsent change was dropped")
+
+    def _post_forever(self):
+        while (event := self.events.get()) is not None:
+            request = urllib.request.Request(self.url, data=json.dumps(event).encode(), method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "User-Agent": "edgeclf-camera"})
+            try:
+                with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as response:
+                    response.read()
+            except urllib.error.HTTPError as exc:
+                self.warn(f"the server answered {exc.code} {exc.reason}")
+            except (urllib.error.URLError, OSError) as exc:
+                self.warn(f"cannot reach it ({getattr(exc, 'reason', exc)})")
+
+    def close(self):
+        """Send what is queued (each POST times out after a few seconds), then stop the worker."""
+        self._enqueue(None)
+        self.worker.join(timeout=SEND_TIMEOUT_S * (self.events.qsize() + 2))
