@@ -231,3 +231,20 @@ def test_webhook_url_must_be_http(scene):
     proc = camera(model, frames, "--webhook", "ftp://x/y")
     assert proc.returncode == 2 and "--webhook ftp://x/y: not an http(s) URL" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_killed_camera_reads_offline_through_the_last_will(broker, scene):
+    model, frames = scene
+    watcher = Subscriber(broker, "test/plug")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(frames),
+                             "--loop", "--fps-limit", "20", "--quiet", "--mqtt", f"mqtt://127.0.0.1:{broker}/test/plug"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.wait_for(lambda m: ("test/plug/status", "online", False) in m, timeout=60)
+        proc.kill()  # no clean close: only the broker's last will can say it
+        proc.wait(timeout=10)
+        messages = watcher.wait_for(lambda m: [p for t, p, _ in m if t == "test/plug/status"][-1] == "offline")
+    finally:
+        proc.kill()
+        watcher.close()
+    assert [p for t, p, _ in messages if t == "test/plug/status"] == ["online", "offline"]
