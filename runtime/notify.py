@@ -119,6 +119,7 @@ class MqttSink:
         self.target = parse_mqtt_url(url)
         self.changes = AnswerChanges(hold)
         self.warn = ThrottledWarning(f"--mqtt {self.target.shown}")
+        self._closing = False
         self.client = self._connect(self.target)
         self._last = self._publish("status", "online")
 
@@ -133,8 +134,10 @@ class MqttSink:
             outcome["reason"] = reason_code
             connected.set()
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeclf-{socket.gethostname()}-{os.getpid()}")
+        client_id = f"edgeclf-{socket.gethostname()}-{os.getpid()}"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         client.on_connect = on_connect
+        client.on_disconnect = self._on_disconnect
         if target.username:
             client.username_pw_set(target.username, target.password)
         if target.tls:
@@ -155,10 +158,15 @@ class MqttSink:
                                else fix)
         return client
 
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if not self._closing:
+            self.warn(f"lost the broker ({reason_code}); reconnecting, changes meanwhile wait in memory")
+
     def _publish(self, leaf: str, payload: str):
+        """Publish retained at QoS 1. Offline, paho queues the message and sends it on reconnect."""
         info = self.client.publish(f"{self.target.topic}/{leaf}", payload, qos=1, retain=True)
-        if info.rc != 0:
-            self.warn(f"publish failed (paho error {info.rc}); it reconnects and goes on")
+        if info.rc not in (0, 4):  # MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN (queued)
+            self.warn(f"publish failed (paho error {info.rc})")
         return info
 
     def on_frame(self, frame, result):
@@ -168,12 +176,14 @@ class MqttSink:
 
     def close(self):
         """``offline``, then wait (a few seconds at most) until the broker has every message, then disconnect."""
+        self._closing = True
         last = self._publish("status", "offline")
+        deadline = time.monotonic() + SEND_TIMEOUT_S
         for info in (self._last, last):
-            try:
-                info.wait_for_publish(timeout=SEND_TIMEOUT_S)
-            except (RuntimeError, ValueError) as exc:  # not connected: queued messages are lost with the process
-                self.warn(f"not every message reached the broker ({exc})")
+            with contextlib.suppress(RuntimeError, ValueError):  # not queued: reported when it happened
+                info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+        if not (self._last.is_published() and last.is_published()):
+            self.warn("the broker is unreachable: the last change and 'offline' were not delivered")
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 
 import pytest
 
@@ -70,9 +71,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Broker(NamedTuple):
+    port: int
+    process: subprocess.Popen
+
+
 @pytest.fixture
 def broker(tmp_path):
-    """A Mosquitto broker on a free loopback port; yields the port."""
+    """A Mosquitto broker on a free loopback port."""
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if exe is None:
         message = "mosquitto is not installed (apt-get install -y mosquitto; scripts/setup-dev.sh does it)"
@@ -93,7 +99,7 @@ def broker(tmp_path):
     else:
         proc.kill()
         pytest.fail(f"mosquitto did not start: {proc.stderr.read()}")
-    yield port
+    yield Broker(port, proc)
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -149,8 +155,8 @@ def expected_changes(stdout: str, hold: int) -> list[tuple[str, int]]:
 
 def test_mqtt_publishes_each_answer_change_retained_and_goes_offline(broker, scene):
     model, frames = scene
-    watcher = Subscriber(broker, "test/door")
-    proc = camera(model, frames, "--mqtt", f"mqtt://127.0.0.1:{broker}/test/door", "--hold", "2")
+    watcher = Subscriber(broker.port, "test/door")
+    proc = camera(model, frames, "--mqtt", f"mqtt://127.0.0.1:{broker.port}/test/door", "--hold", "2")
     assert proc.returncode == 0, proc.stderr
     want = expected_changes(proc.stdout, hold=2)
     assert len(want) >= 3  # the scene changes class three times and the tiny model sees it
@@ -163,7 +169,7 @@ def test_mqtt_publishes_each_answer_change_retained_and_goes_offline(broker, sce
     status = [payload for topic, payload, _ in messages if topic == "test/door/status"]
     assert status[0] == "online" and status[-1] == "offline"
 
-    late = Subscriber(broker, "test/door")  # someone who subscribes after the camera stopped
+    late = Subscriber(broker.port, "test/door")  # someone who subscribes after the camera stopped
     retained = late.wait_for(lambda m: len(m) >= 2)
     late.close()
     assert {t: p for t, p, r in retained if r}["test/door/status"] == "offline"
@@ -235,9 +241,10 @@ def test_webhook_url_must_be_http(scene):
 
 def test_a_killed_camera_reads_offline_through_the_last_will(broker, scene):
     model, frames = scene
-    watcher = Subscriber(broker, "test/plug")
+    watcher = Subscriber(broker.port, "test/plug")
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(frames),
-                             "--loop", "--fps-limit", "20", "--quiet", "--mqtt", f"mqtt://127.0.0.1:{broker}/test/plug"],
+                             "--loop", "--fps-limit", "20", "--quiet",
+                             "--mqtt", f"mqtt://127.0.0.1:{broker.port}/test/plug"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert watcher.wait_for(lambda m: ("test/plug/status", "online", False) in m, timeout=60)
@@ -248,3 +255,25 @@ def test_a_killed_camera_reads_offline_through_the_last_will(broker, scene):
         proc.kill()
         watcher.close()
     assert [p for t, p, _ in messages if t == "test/plug/status"] == ["online", "offline"]
+
+
+def test_a_broker_that_goes_away_is_a_warning_and_the_camera_keeps_running(broker, scene):
+    model, frames = scene
+    proc = subprocess.Popen([sys.executable, "-m", "edgeclf", "camera", str(model), "--source", str(frames),
+                             "--loop", "--fps-limit", "20", "--hold", "1", "--headless",
+                             "--mqtt", f"mqtt://127.0.0.1:{broker.port}/test/gone"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(10):  # running, connected
+            proc.stdout.readline()
+        broker.process.kill()
+        lines = [proc.stdout.readline() for _ in range(40)]  # still classifying, 2 s later
+        assert all('"label"' in line for line in lines)
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: --mqtt")]
+    assert any("lost the broker" in w for w in warnings) and len(warnings) <= 2, err
+    assert json.loads(out.strip().splitlines()[-1])["summary"]["stopped"] == "interrupted"
