@@ -111,16 +111,32 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     return MqttTarget(parts.hostname, port, topic, parts.scheme == "mqtts", username, password if username else None)
 
 
+def home_assistant_sensor(topic: str, prefix: str) -> tuple[str, dict]:
+    """Home Assistant's MQTT discovery message for a sensor whose state is the answer, with the event's fields as
+    attributes and ``<topic>/status`` as availability: the camera shows up in Home Assistant by itself."""
+    object_id = "".join(c if c.isalnum() else "_" for c in topic).strip("_")
+    config = {"name": f"edgeclf {topic}", "unique_id": f"edgeclf_{object_id}", "object_id": f"edgeclf_{object_id}",
+              "state_topic": f"{topic}/state", "value_template": "{{ value_json.label }}",
+              "json_attributes_topic": f"{topic}/state", "availability_topic": f"{topic}/status",
+              "payload_available": "online", "payload_not_available": "offline", "icon": "mdi:camera",
+              "device": {"identifiers": [f"edgeclf_{object_id}"], "name": f"edgeclf {topic}",
+                         "manufacturer": "edgeclf", "model": "image classifier"}}
+    return f"{prefix}/sensor/edgeclf_{object_id}/config", config
+
+
 class MqttSink:
     """--mqtt URL: answer changes to ``<topic>/state``, availability to ``<topic>/status`` (see the module doc).
     Connects before the loop starts, so a wrong host, port or password is one line and exit 1, not a silent camera."""
 
-    def __init__(self, url: str, hold: int = 3):
+    def __init__(self, url: str, hold: int = 3, discovery: str | None = None):
         self.target = parse_mqtt_url(url)
         self.changes = AnswerChanges(hold)
         self.warn = ThrottledWarning(f"--mqtt {self.target.shown}")
         self._closing = False
         self.client = self._connect(self.target)
+        if discovery:
+            topic, config = home_assistant_sensor(self.target.topic, discovery)
+            self.client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._last = self._publish("status", "online")
 
     def _connect(self, target: MqttTarget):

@@ -42,6 +42,7 @@ class SinkOptions:
     record_fps: float = 10.0
     stream_fps: float | None = None
     mqtt: str | None = None
+    mqtt_discovery: str | None = None  # Home Assistant's discovery prefix
     webhook: str | None = None
     hold: int = 3
 
@@ -67,7 +68,7 @@ def open_sinks(options: SinkOptions, announce=None) -> list:
         if options.mqtt:
             from .notify import MqttSink
 
-            sinks.append(MqttSink(options.mqtt, options.hold))
+            sinks.append(MqttSink(options.mqtt, options.hold, options.mqtt_discovery))
         if options.webhook:
             from .notify import WebhookSink
 

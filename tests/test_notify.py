@@ -277,3 +277,20 @@ def test_a_broker_that_goes_away_is_a_warning_and_the_camera_keeps_running(broke
     warnings = [line for line in err.splitlines() if line.startswith("warning: --mqtt")]
     assert any("lost the broker" in w for w in warnings) and len(warnings) <= 2, err
     assert json.loads(out.strip().splitlines()[-1])["summary"]["stopped"] == "interrupted"
+
+
+def test_home_assistant_discovery_describes_the_state_the_camera_publishes(broker, scene):
+    model, frames = scene
+    watcher = Subscriber(broker.port, "ha")
+    proc = camera(model, frames, "--max-frames", "6", "--hold", "1", "--mqtt",
+                  f"mqtt://127.0.0.1:{broker.port}/test/ha", "--ha-discovery", "ha")
+    assert proc.returncode == 0, proc.stderr
+    configs = watcher.wait_for(lambda m: any(t.endswith("/config") for t, _, _ in m))
+    watcher.close()
+    (topic, payload, _), = [m for m in configs if m[0].endswith("/config")]
+    config = json.loads(payload)
+    assert topic == f"ha/sensor/{config['unique_id']}/config" and config["unique_id"] == "edgeclf_test_ha"
+    assert config["state_topic"] == "test/ha/state" and config["availability_topic"] == "test/ha/status"
+    assert config["value_template"] == "{{ value_json.label }}"  # the field the state JSON carries
+    alone = camera(model, frames, "--ha-discovery")
+    assert alone.returncode == 2 and "--ha-discovery" in alone.stderr and "--mqtt" in alone.stderr

@@ -32,6 +32,9 @@ from . import options
               help="Publish each change of the answer to an MQTT broker: mqtt://[USER@]HOST[:PORT][/TOPIC] "
                    "(retained JSON on TOPIC/state, online/offline on TOPIC/status; password from the URL or "
                    "EDGECLF_MQTT_PASSWORD). Needs: pip install \"edgeclf[mqtt]\".")
+@click.option("--ha-discovery", "mqtt_discovery", is_flag=False, flag_value="homeassistant", default=None,
+              metavar="[PREFIX]", help="With --mqtt: announce the camera to Home Assistant (MQTT discovery under "
+                                       "PREFIX, default homeassistant), so it appears as a sensor by itself.")
 @click.option("--webhook", metavar="URL", default=None,
               help="POST each change of the answer as JSON to this http(s) URL (Node-RED, Home Assistant, ...).")
 @click.option("--hold", type=click.IntRange(min=1), default=3, show_default=True,
@@ -41,7 +44,7 @@ from . import options
 @options.labels
 @options.quiet("No status line or summary on stderr.")
 def command(model, source, top_k, threshold, threads, max_frames, fps_limit, headless, display, serve, record,
-            stream_fps, mqtt, webhook, hold, force, loop_source, labels_file, quiet):
+            stream_fps, mqtt, mqtt_discovery, webhook, hold, force, loop_source, labels_file, quiet):
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.
 
     Ctrl-C stops cleanly and prints a summary: frames, mean/p50/p90 latency per stage (capture, preprocess,
@@ -59,7 +62,7 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
       edgeclf camera model_int8.tflite --source 0 --display --threshold 0.7
       edgeclf camera model_int8.tflite --source clip.mp4 --headless --max-frames 100 > frames.jsonl
       edgeclf camera model_int8.tflite --source photos/ --fps-limit 2 --record demo.avi
-      edgeclf camera model_int8.tflite --threshold 0.8 --mqtt mqtt://homeassistant.local/edgeclf/door
+      edgeclf camera model_int8.tflite --threshold 0.8 --mqtt mqtt://homeassistant.local/edgeclf/door --ha-discovery
       edgeclf camera model_int8.tflite --webhook http://192.168.1.10:1880/edgeclf --hold 5
 
     \b
@@ -68,16 +71,20 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     pip install "edgeclf[camera]".
     """
     from edgeclf.console import emit_json, note
+    from edgeclf.errors import UsageError
     from edgeclf.fsutil import refuse_clobber
     from edgeclf.runtime.classifier import Classifier
     from edgeclf.runtime.live import LoopOptions, run_camera
     from edgeclf.runtime.sinks import SinkOptions
 
+    if mqtt_discovery and not mqtt:
+        raise UsageError("--ha-discovery announces the --mqtt topics", "add --mqtt mqtt://HOST/TOPIC")
     if record:
         refuse_clobber(record, force, "--record file")
     clf = Classifier(model, labels=labels_file, num_threads=threads)
     outputs = SinkOptions(headless=headless, quiet=quiet, display=display, serve=serve, record=record,
-                          stream_fps=stream_fps, mqtt=mqtt, webhook=webhook, hold=hold)
+                          stream_fps=stream_fps, mqtt=mqtt, mqtt_discovery=mqtt_discovery,
+                          webhook=webhook, hold=hold)
     result = run_camera(clf, source, outputs, LoopOptions(top_k, threshold, max_frames, fps_limit, loop_source),
                         note=note)
     if headless:
