@@ -68,9 +68,9 @@ class ThrottledWarning:
     def __init__(self, what: str):
         self.what, self._last = what, -WARN_EVERY_S
 
-    def __call__(self, reason: str) -> None:
+    def __call__(self, reason: str, always: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last >= WARN_EVERY_S:
+        if always or now - self._last >= WARN_EVERY_S:
             self._last = now
             print(f"warning: {self.what}: {reason} (the camera keeps running)", file=sys.stderr, flush=True)
 
@@ -199,7 +199,7 @@ class MqttSink:
             with contextlib.suppress(RuntimeError, ValueError):  # not queued: reported when it happened
                 info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
         if not (self._last.is_published() and last.is_published()):
-            self.warn("the broker is unreachable: the last change and 'offline' were not delivered")
+            self.warn("the broker is unreachable: the last change and 'offline' were not delivered", always=True)
         self.client.disconnect()
         self.client.loop_stop()
 
