@@ -1,10 +1,11 @@
-"""Doing something with the answer: publish each change of the camera's answer to MQTT, or POST it to a URL.
+"""Doing something with the answer: each change of the camera's answer to MQTT, a URL, or a shell command.
 
 A Pi that classifies wants to tell Home Assistant or Node-RED, switch a relay or ping a server when what it sees
 changes, not thirty times a second. :class:`AnswerChanges` turns per-frame results into events: an answer counts once
-it holds for ``hold`` frames in a row (one flickering frame fires nothing), and each new answer is sent once. The
-network runs on its own thread (paho-mqtt's loop, or one webhook worker), so a slow broker or server never slows the
-loop; a failed send is one warning line on stderr (at most one a minute) and never stops the camera.
+it holds for ``hold`` frames in a row (one flickering frame fires nothing), and each new answer is sent once.
+Delivery runs on its own thread (paho-mqtt's loop, or one :class:`ChangeWorker` per webhook or command), so a slow
+broker, server or command never slows the loop; a failure is one warning line on stderr (at most one a minute) and
+never stops the camera.
 
 MQTT topics under the URL's path (default ``edgeclf/<hostname>``), both retained so a subscriber that comes later
 still learns the current state:
@@ -21,6 +22,7 @@ import json
 import os
 import queue
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -68,11 +70,13 @@ class ThrottledWarning:
     def __init__(self, what: str):
         self.what, self._last = what, -WARN_EVERY_S
 
-    def __call__(self, reason: str, always: bool = False) -> None:
+    def __call__(self, reason: str, at_exit: bool = False) -> None:
+        """``at_exit``: the last word, said whatever the throttle."""
         now = time.monotonic()
-        if always or now - self._last >= WARN_EVERY_S:
+        if at_exit or now - self._last >= WARN_EVERY_S:
             self._last = now
-            print(f"warning: {self.what}: {reason} (the camera keeps running)", file=sys.stderr, flush=True)
+            going_on = "" if at_exit else " (the camera keeps running)"
+            print(f"warning: {self.what}: {reason}{going_on}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,15 @@ def home_assistant_sensor(topic: str, prefix: str) -> tuple[str, dict]:
               "device": {"identifiers": [f"edgeclf_{object_id}"], "name": f"edgeclf {topic}",
                          "manufacturer": "edgeclf", "model": "image classifier"}}
     return f"{prefix}/sensor/edgeclf_{object_id}/config", config
+
+
+def delivered(info, deadline: float) -> bool:
+    """Whether paho got the broker's acknowledgement for ``info`` by ``deadline`` (``time.monotonic()``)."""
+    try:
+        info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+        return info.is_published()
+    except (RuntimeError, ValueError):  # never sent: not connected, or the queue was full
+        return False
 
 
 class MqttSink:
@@ -195,28 +208,28 @@ class MqttSink:
         self._closing = True
         last = self._publish("status", "offline")
         deadline = time.monotonic() + SEND_TIMEOUT_S
-        for info in (self._last, last):
-            with contextlib.suppress(RuntimeError, ValueError):  # not queued: reported when it happened
-                info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
-        if not (self._last.is_published() and last.is_published()):
-            self.warn("the broker is unreachable: the last change and 'offline' were not delivered", always=True)
+        if not all(delivered(info, deadline) for info in (self._last, last)):
+            self.warn("the broker is unreachable: the last change and 'offline' were not delivered", at_exit=True)
         self.client.disconnect()
         self.client.loop_stop()
 
 
-class WebhookSink:
-    """--webhook URL: each answer change POSTed as JSON (the MQTT state payload), by one worker thread in order.
-    A server that is down or slow costs warnings, not frames: at most ``backlog`` events wait, the oldest dropped."""
+class ChangeWorker:
+    """Answer changes delivered in order by one worker thread through ``send(event)``. Whatever is slow or down
+    costs warnings, not frames: at most ``backlog`` events wait, the oldest dropped. ``close`` delivers what is
+    queued (each delivery bounded by ``timeout_s``), then stops the worker."""
 
-    def __init__(self, url: str, hold: int = 3, backlog: int = 100):
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise UsageError(f"--webhook {url}: not an http(s) URL", "use e.g. http://192.168.1.10:1880/edgeclf")
-        self.url = url
+    timeout_s = SEND_TIMEOUT_S
+
+    def __init__(self, what: str, hold: int, backlog: int = 100):
         self.changes = AnswerChanges(hold)
-        self.warn = ThrottledWarning(f"--webhook {url}")
+        self.warn = ThrottledWarning(what)
         self.events: queue.Queue = queue.Queue(maxsize=backlog)
-        self.worker = threading.Thread(target=self._post_forever, name="edgeclf-webhook", daemon=True)
+        self.worker = threading.Thread(target=self._deliver_forever, name="edgeclf-notify", daemon=True)
         self.worker.start()
+
+    def send(self, event: dict) -> None:
+        raise NotImplementedError
 
     def on_frame(self, frame, result):
         event = self.changes.update(result)
@@ -231,22 +244,59 @@ class WebhookSink:
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
                     self.events.get_nowait()
-                    self.warn("the server is not keeping up; the oldest unsent change was dropped")
+                    self.warn("not keeping up with the changes; the oldest unsent one was dropped")
 
-    def _post_forever(self):
+    def _deliver_forever(self):
         while (event := self.events.get()) is not None:
-            request = urllib.request.Request(self.url, data=json.dumps(event).encode(), method="POST",
-                                             headers={"Content-Type": "application/json",
-                                                      "User-Agent": "edgeclf-camera"})
-            try:
-                with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as response:
-                    response.read()
-            except urllib.error.HTTPError as exc:
-                self.warn(f"the server answered {exc.code} {exc.reason}")
-            except (urllib.error.URLError, OSError) as exc:
-                self.warn(f"cannot reach it ({getattr(exc, 'reason', exc)})")
+            self.send(event)
 
     def close(self):
-        """Send what is queued (each POST times out after a few seconds), then stop the worker."""
         self._enqueue(None)
-        self.worker.join(timeout=SEND_TIMEOUT_S * (self.events.qsize() + 2))
+        self.worker.join(timeout=self.timeout_s * (self.events.qsize() + 2))
+
+
+class WebhookSink(ChangeWorker):
+    """--webhook URL: each answer change POSTed as JSON (the MQTT state payload)."""
+
+    def __init__(self, url: str, hold: int = 3, backlog: int = 100):
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise UsageError(f"--webhook {url}: not an http(s) URL", "use e.g. http://192.168.1.10:1880/edgeclf")
+        self.url = url
+        super().__init__(f"--webhook {url}", hold, backlog)
+
+    def send(self, event: dict) -> None:
+        request = urllib.request.Request(self.url, data=json.dumps(event).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", "User-Agent": "edgeclf-camera"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            self.warn(f"the server answered {exc.code} {exc.reason}")
+        except (urllib.error.URLError, OSError) as exc:
+            self.warn(f"cannot reach it ({getattr(exc, 'reason', exc)})")
+
+
+class CommandSink(ChangeWorker):
+    """--on-change CMD: run a shell command on each answer change (a relay, a sound, a log line). The event is on
+    its stdin as JSON and in EDGECLF_LABEL, EDGECLF_PREVIOUS, EDGECLF_SCORE; commands run one at a time, in order."""
+
+    timeout_s = 30.0
+
+    def __init__(self, command: str, hold: int = 3, backlog: int = 100):
+        if not command.strip():
+            raise UsageError("--on-change needs a command", "e.g. --on-change 'echo $EDGECLF_LABEL >> seen.log'")
+        self.command = command
+        super().__init__("--on-change", hold, backlog)
+
+    def send(self, event: dict) -> None:
+        env = dict(os.environ, EDGECLF_LABEL=event["label"], EDGECLF_PREVIOUS=event["previous"] or "",
+                   EDGECLF_SCORE=f"{event['score']:.6f}")
+        try:
+            done = subprocess.run(self.command, shell=True, input=json.dumps(event), text=True, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.warn(f"the command ran over {self.timeout_s:.0f} s and was stopped")
+            return
+        if done.returncode != 0:
+            said = (done.stderr.strip().splitlines() or [""])[-1][:200]
+            self.warn(f"the command exited {done.returncode}" + (f": {said}" if said else ""))

@@ -1,8 +1,8 @@
 """Outputs of the live loop ("sinks"): objects with ``on_frame(frame, result)`` and ``close()``.
 
-JSON lines, a status line, an OpenCV window, the web feed, a recording, and answer changes sent to MQTT or a URL
-(:mod:`.notify`). ``frame`` is the display picture (RGB, its own size), ``result`` the loop's per-frame dict. :func:`open_sinks` builds the set a command line asks for and closes
-what it opened when one of them fails to start.
+JSON lines, a status line, an OpenCV window, the web feed, a recording, and answer changes sent to MQTT, a URL or a
+command (:mod:`.notify`). ``frame`` is the display picture (RGB, its own size), ``result`` the loop's per-frame dict.
+:func:`open_sinks` builds the set a command line asks for and closes what it opened when one of them fails to start.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class SinkOptions:
     mqtt: str | None = None
     mqtt_discovery: str | None = None  # Home Assistant's discovery prefix
     webhook: str | None = None
+    on_change: str | None = None
     hold: int = 3
 
 
@@ -73,6 +74,10 @@ def open_sinks(options: SinkOptions, announce=None) -> list:
             from .notify import WebhookSink
 
             sinks.append(WebhookSink(options.webhook, options.hold))
+        if options.on_change:
+            from .notify import CommandSink
+
+            sinks.append(CommandSink(options.on_change, options.hold))
     except BaseException:
         close_sinks(sinks)
         raise

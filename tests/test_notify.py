@@ -295,3 +295,27 @@ def test_home_assistant_discovery_describes_the_state_the_camera_publishes(broke
     assert config["value_template"] == "{{ value_json.label }}"  # the field the state JSON carries
     alone = camera(model, frames, "--ha-discovery")
     assert alone.returncode == 2 and "--ha-discovery" in alone.stderr and "--mqtt" in alone.stderr
+
+
+def test_on_change_runs_a_command_per_change_with_the_event(scene, tmp_path):
+    model, frames = scene
+    log = tmp_path / "seen.log"
+    cmd = f'printf "%s %s %s\\n" "$EDGECLF_PREVIOUS" "$EDGECLF_LABEL" "$(cat)" >> {log}'
+    proc = camera(model, frames, "--on-change", cmd, "--hold", "2")
+    assert proc.returncode == 0, proc.stderr
+    want = expected_changes(proc.stdout, hold=2)
+    lines = log.read_text().splitlines()
+    assert len(want) >= 3 and len(lines) == len(want)  # every change, each once, all done before exit
+    for line, (label, n), previous in zip(lines, want, [None] + [lbl for lbl, _ in want[:-1]]):
+        env_previous, env_label, stdin = line.split(" ", 2)
+        event = json.loads(stdin)
+        assert (env_label, event["label"], event["frame"]) == (label, label, n)
+        assert event["previous"] == previous and env_previous == (previous or "")
+
+
+def test_a_failing_command_is_one_warning_with_its_last_words(scene):
+    model, frames = scene
+    proc = camera(model, frames, "--on-change", "echo 'relay busy' >&2; exit 3", "--hold", "1")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: --on-change")]
+    assert warnings == ["warning: --on-change: the command exited 3: relay busy (the camera keeps running)"]

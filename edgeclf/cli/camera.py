@@ -37,14 +37,18 @@ from . import options
                                        "PREFIX, default homeassistant), so it appears as a sensor by itself.")
 @click.option("--webhook", metavar="URL", default=None,
               help="POST each change of the answer as JSON to this http(s) URL (Node-RED, Home Assistant, ...).")
+@click.option("--on-change", metavar="CMD", default=None,
+              help="Run a shell command on each change of the answer: the event as JSON on its stdin, and "
+                   "EDGECLF_LABEL, EDGECLF_PREVIOUS, EDGECLF_SCORE in its environment.")
 @click.option("--hold", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Frames in a row a new answer must last before --mqtt/--webhook report it (ignores flicker).")
+              help="Frames in a row a new answer must last before --mqtt/--webhook/--on-change report it "
+                   "(ignores flicker).")
 @click.option("--force", is_flag=True, help="Replace an existing --record file.")
 @click.option("--loop", "loop_source", is_flag=True, help="Replay a video file or folder forever.")
 @options.labels
 @options.quiet("No status line or summary on stderr.")
 def command(model, source, top_k, threshold, threads, max_frames, fps_limit, headless, display, serve, record,
-            stream_fps, mqtt, mqtt_discovery, webhook, hold, force, loop_source, labels_file, quiet):
+            stream_fps, mqtt, mqtt_discovery, webhook, on_change, hold, force, loop_source, labels_file, quiet):
     """Classify a live feed with MODEL (.tflite) until Ctrl-C, --max-frames, or the end of a file/folder source.
 
     Ctrl-C stops cleanly and prints a summary: frames, mean/p50/p90 latency per stage (capture, preprocess,
@@ -53,8 +57,8 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     The --serve page shows the camera's picture (the Pi camera's 640x480 main stream, or a file/folder frame as it
     is) with the top-k scores as bars, the threshold, FPS, per-stage latency and a rolling latency chart.
 
-    --mqtt and --webhook report when the answer changes (after --hold frames), not every frame: the place to
-    switch a relay, notify a phone or log to a server. They send from their own thread, so the loop never waits.
+    --mqtt, --webhook and --on-change report when the answer changes (after --hold frames), not every frame: the
+    place to switch a relay, notify a phone or log to a server. They run on their own thread; the loop never waits.
 
     \b
     Examples:
@@ -64,6 +68,7 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
       edgeclf camera model_int8.tflite --source photos/ --fps-limit 2 --record demo.avi
       edgeclf camera model_int8.tflite --threshold 0.8 --mqtt mqtt://homeassistant.local/edgeclf/door --ha-discovery
       edgeclf camera model_int8.tflite --webhook http://192.168.1.10:1880/edgeclf --hold 5
+      edgeclf camera model_int8.tflite --on-change 'echo "$(date) $EDGECLF_LABEL" >> seen.log'
 
     \b
     Raspberry Pi camera: picamera2 comes from Raspberry Pi OS (sudo apt install python3-picamera2); create the
@@ -84,7 +89,7 @@ def command(model, source, top_k, threshold, threads, max_frames, fps_limit, hea
     clf = Classifier(model, labels=labels_file, num_threads=threads)
     outputs = SinkOptions(headless=headless, quiet=quiet, display=display, serve=serve, record=record,
                           stream_fps=stream_fps, mqtt=mqtt, mqtt_discovery=mqtt_discovery,
-                          webhook=webhook, hold=hold)
+                          webhook=webhook, on_change=on_change, hold=hold)
     result = run_camera(clf, source, outputs, LoopOptions(top_k, threshold, max_frames, fps_limit, loop_source),
                         note=note)
     if headless:
