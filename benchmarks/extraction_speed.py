@@ -15,19 +15,15 @@ function. Writes benchmarks/results/extraction-speed-<machine>-<date>.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-from edgeclf.runtime.machine import machine_info, machine_slug, usable_cores
-
 from benchmarks.recipe_study import WEIGHTS
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import write_record
+from edgeclf.runtime.machine import machine_info, usable_cores
 
 
 def base_model(size: int = 224):
@@ -89,10 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=usable_cores())
     args = parser.parse_args()
     result = measure(args.images, args.repeats, args.threads)
-    stem = RESULTS / f"extraction-speed-{machine_slug(result['machine'])}-{date.today()}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(render(result))
-    print(render(result))
+    write_record("extraction-speed", result, render(result))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from edgeclf.runtime.classifier import Classifier
-from edgeclf.runtime.machine import machine_info, machine_slug
+from edgeclf.runtime.machine import machine_info
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import write_record
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats_and_dogs_filtered" / "validation"
 
 
@@ -132,12 +133,7 @@ def main(argv=None) -> dict:
     backend = Classifier(args.model).backend
     result = {"model": args.model.name, "backend": backend, "machine": machine_info(backend),
               "live": measure(args.model, args.photos, args.frames, args.rounds)}
-    info = result["machine"]
-    stem = f"notify-cost-{machine_slug(info)}-{info['recorded'][:10]}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write_record("notify-cost", result, to_markdown(result))
     return result
 
 

@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeclf.runtime.classifier import Classifier
-from edgeclf.runtime.machine import machine_info, machine_slug, usable_cores
+from edgeclf.runtime.machine import machine_info, usable_cores
+
+from benchmarks.records import write_record
 from edgeclf.runtime.preprocess import list_images, load_image
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats_and_dogs_filtered"
 
 
@@ -187,11 +188,7 @@ def main(argv=None) -> dict:
     result = {"model": args.model.name, "backend": clf.backend, "machine": info,
               "threads": thread_scaling(args.model), "throughput": folder_throughput(args.model, args.photos),
               "live": live_with_viewer(args.model, args.replay), "notes": args.note}
-    stem = f"runtime-scaling-{args.name or machine_slug(info)}-{info['recorded'][:10]}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write_record("runtime-scaling", result, to_markdown(result), args.name)
     return result
 
 

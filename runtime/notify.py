@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from edgeclf.errors import EdgeclfError, MissingDependencyError, UsageError
 
 MQTT_INSTALL = 'pip install "edgeclf[mqtt]"'
+DEFAULT_HOLD = 3  # frames a new answer must last before it is reported (--hold)
 CONNECT_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 5.0
 WARN_EVERY_S = 60.0
@@ -43,7 +44,7 @@ WARN_EVERY_S = 60.0
 class AnswerChanges:
     """Per-frame results in, an event out when a new answer has held for ``hold`` frames in a row."""
 
-    def __init__(self, hold: int = 3):
+    def __init__(self, hold: int = DEFAULT_HOLD):
         if hold < 1:
             raise UsageError(f"--hold must be at least 1, got {hold}")
         self.hold = hold
@@ -141,7 +142,7 @@ class MqttSink:
     """--mqtt URL: answer changes to ``<topic>/state``, availability to ``<topic>/status`` (see the module doc).
     Connects before the loop starts, so a wrong host, port or password is one line and exit 1, not a silent camera."""
 
-    def __init__(self, url: str, hold: int = 3, discovery: str | None = None):
+    def __init__(self, url: str, hold: int = DEFAULT_HOLD, discovery: str | None = None):
         self.target = parse_mqtt_url(url)
         self.changes = AnswerChanges(hold)
         self.warn = ThrottledWarning(f"--mqtt {self.target.shown}")
@@ -258,8 +259,9 @@ class ChangeWorker:
 class WebhookSink(ChangeWorker):
     """--webhook URL: each answer change POSTed as JSON (the MQTT state payload)."""
 
-    def __init__(self, url: str, hold: int = 3, backlog: int = 100):
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+    def __init__(self, url: str, hold: int = DEFAULT_HOLD, backlog: int = 100):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--webhook {url}: not an http(s) URL", "use e.g. http://192.168.1.10:1880/edgeclf")
         self.url = url
         super().__init__(f"--webhook {url}", hold, backlog)
@@ -282,7 +284,7 @@ class CommandSink(ChangeWorker):
 
     timeout_s = 30.0
 
-    def __init__(self, command: str, hold: int = 3, backlog: int = 100):
+    def __init__(self, command: str, hold: int = DEFAULT_HOLD, backlog: int = 100):
         if not command.strip():
             raise UsageError("--on-change needs a command", "e.g. --on-change 'echo $EDGECLF_LABEL >> seen.log'")
         self.command = command

@@ -16,6 +16,7 @@ from edgeclf.errors import MissingDependencyError, UsageError
 from edgeclf.fsutil import check_writable_dir
 
 from .annotate import annotate, caption
+from .notify import DEFAULT_HOLD, CommandSink, MqttSink, WebhookSink
 from .sources import OPENCV_INSTALL
 
 
@@ -45,7 +46,7 @@ class SinkOptions:
     mqtt_discovery: str | None = None  # Home Assistant's discovery prefix
     webhook: str | None = None
     on_change: str | None = None
-    hold: int = 3
+    hold: int = DEFAULT_HOLD
 
 
 def open_sinks(options: SinkOptions, announce=None) -> list:
@@ -67,16 +68,10 @@ def open_sinks(options: SinkOptions, announce=None) -> list:
             if announce:
                 announce(sink.where())
         if options.mqtt:
-            from .notify import MqttSink
-
             sinks.append(MqttSink(options.mqtt, options.hold, options.mqtt_discovery))
         if options.webhook:
-            from .notify import WebhookSink
-
             sinks.append(WebhookSink(options.webhook, options.hold))
         if options.on_change:
-            from .notify import CommandSink
-
             sinks.append(CommandSink(options.on_change, options.hold))
     except BaseException:
         close_sinks(sinks)

@@ -144,7 +144,7 @@ def to_tflite(model: keras.Model) -> bytes:
 
 def litert_runner(flatbuffer: bytes, image_shape, *, batch: int = 1, num_threads: int | None = None):
     """``images -> outputs`` on LiteRT, ``batch`` images per invoke (1, the default, was the fastest measured: 3.5 vs
-    4.3 ms/image at 32), on every usable core unless ``num_threads``."""
+    4.3 ms/image at 32), on every usable core unless ``num_threads``. With ``batch`` > 1, pass a multiple of it."""
     interpreter, _ = load_interpreter("the phase 1 feature extractor", num_threads, model_content=flatbuffer)
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
     interpreter.resize_tensor_input(inp, [batch, *image_shape])
